@@ -4,6 +4,8 @@
 //! [`Timestamp`] and passes it down. Everything here is plain data with no I/O, so it
 //! can be used by cores, drivers and the simulator alike.
 
+mod id;
 mod time;
 
+pub use id::NodeId;
 pub use time::Timestamp;

@@ -4,10 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
-use serde_json::Value;
+use tern_vectors::*;
 use tern_wire::handshake::{
     Firewall, Handshake, Holepunch, HolepunchInfo, HolepunchPayload, Mode, NoisePayload,
     PayloadError, RelayThrough, UdxInfo,

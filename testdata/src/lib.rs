@@ -1,13 +1,16 @@
-//! Shared helpers for the golden-vector tests: load a vector file from the repo's
-//! `testdata/vectors` and keep count of which vectors were checked.
+//! tern-vectors: the loader every golden-vector test uses (a dev-dependency only).
+//!
+//! It reads a file from the repo's `testdata/vectors` (never from outside the repo) and
+//! keeps count of which vectors a test checked, so a test fails when a file is missing
+//! or a vector was skipped. Panicking is how a test helper reports failure.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 
-use serde_json::Value;
+pub use serde_json::Value;
 
 /// A vector file and the names of the vectors a test has checked in it.
 pub struct VectorFile {
@@ -19,8 +22,7 @@ pub struct VectorFile {
 impl VectorFile {
     /// Loads `testdata/vectors/<rel>`; panics (failing the test) if it is missing.
     pub fn load(rel: &str) -> Self {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors").join(rel);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors").join(rel);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("vector file {} missing: {e}", path.display()));
         let json: Value = serde_json::from_str(&text).expect("vector file is JSON");

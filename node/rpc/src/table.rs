@@ -1,0 +1,207 @@
+//! The Kademlia routing table (spec §6; ref: kademlia-routing-table 1.0.6).
+//!
+//! 256 rows; a node goes to the row given by the number of leading bits its id shares
+//! with ours. A row keeps at most [`K`] nodes sorted by id bytes. Adding to a full row
+//! fails with [`AddOutcome::RowFull`]: the caller (the node) decides whether to ping the
+//! row's stalest node and evict it, because that needs the network. `closest` walks rows
+//! outward from the target's row in stored order, which is what the JS reference puts in
+//! FIND_NODE replies; it allocates nothing.
+
+use std::net::SocketAddrV4;
+
+use tern_base::NodeId;
+
+/// Bucket size, closest-set size and closer nodes per reply (dht-rpc's k = 20).
+pub const K: usize = 20;
+
+/// Number of rows: one per possible shared-prefix length (equal ids share 255).
+const ROWS: usize = 256;
+
+/// One known node. Ticks are the node's 5-second tick counter (spec §5.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableNode {
+    /// The node's id, `H32(addr)`.
+    pub id: NodeId,
+    /// Where it listens.
+    pub addr: SocketAddrV4,
+    /// Tick at which it was added.
+    pub added: u64,
+    /// Tick at which we last pinged it.
+    pub pinged: u64,
+    /// Tick at which we last heard from it with a valid id.
+    pub seen: u64,
+    /// Down hints received about it since it was last seen.
+    pub down_hints: u32,
+}
+
+impl TableNode {
+    /// A node first seen at `tick`.
+    pub fn new(id: NodeId, addr: SocketAddrV4, tick: u64) -> Self {
+        Self { id, addr, added: tick, pinged: tick, seen: tick, down_hints: 0 }
+    }
+}
+
+/// What [`RoutingTable::add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// A new node was inserted.
+    Added,
+    /// A node with the same id was replaced.
+    Updated,
+    /// The row is full; nothing changed.
+    RowFull,
+    /// The id is our own; nothing changed.
+    IsSelf,
+}
+
+/// A routing table around one local id.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    id: NodeId,
+    rows: Vec<Vec<TableNode>>,
+    len: usize,
+}
+
+impl RoutingTable {
+    /// An empty table for the local id `id`.
+    pub fn new(id: NodeId) -> Self {
+        Self { id, rows: (0..ROWS).map(|_| Vec::new()).collect(), len: 0 }
+    }
+
+    /// The local id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the table holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The row index for `id`.
+    pub fn row_of(&self, id: &NodeId) -> usize {
+        self.id.shared_prefix_len(id)
+    }
+
+    /// The nodes of row `i`, sorted by id.
+    pub fn row(&self, i: usize) -> &[TableNode] {
+        self.rows.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Inserts or replaces `node`. A full row is left alone (see the module docs).
+    pub fn add(&mut self, node: TableNode) -> AddOutcome {
+        if node.id == self.id {
+            return AddOutcome::IsSelf;
+        }
+        let i = self.row_of(&node.id);
+        let row = &mut self.rows[i];
+        match row.binary_search_by(|n| n.id.cmp(&node.id)) {
+            Ok(pos) => {
+                row[pos] = node;
+                AddOutcome::Updated
+            }
+            Err(_) if row.len() >= K => AddOutcome::RowFull,
+            Err(pos) => {
+                row.insert(pos, node);
+                self.len += 1;
+                AddOutcome::Added
+            }
+        }
+    }
+
+    fn position(&self, id: &NodeId) -> Option<(usize, usize)> {
+        let i = self.row_of(id);
+        self.rows[i].binary_search_by(|n| n.id.cmp(id)).ok().map(|pos| (i, pos))
+    }
+
+    /// The node with this id.
+    pub fn get(&self, id: &NodeId) -> Option<&TableNode> {
+        self.position(id).map(|(i, pos)| &self.rows[i][pos])
+    }
+
+    /// The node with this id, mutably (to update its ticks).
+    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut TableNode> {
+        self.position(id).map(|(i, pos)| &mut self.rows[i][pos])
+    }
+
+    /// Removes and returns the node with this id.
+    pub fn remove(&mut self, id: &NodeId) -> Option<TableNode> {
+        let (i, pos) = self.position(id)?;
+        self.len -= 1;
+        Some(self.rows[i].remove(pos))
+    }
+
+    /// All nodes, row by row.
+    pub fn iter(&self) -> impl Iterator<Item = &TableNode> {
+        self.rows.iter().flatten()
+    }
+
+    /// Up to `k` nodes near `target`: the target's row, then the rows below it (longer
+    /// distance), then the rows above, each in stored order (ref: kademlia-routing-table
+    /// `closest`). Not an exact XOR sort; queries sort replies themselves.
+    pub fn closest(&self, target: &NodeId, k: usize) -> impl Iterator<Item = &TableNode> {
+        let d = self.row_of(target);
+        let down = (0..=d).rev();
+        let up = d + 1..ROWS;
+        down.chain(up).flat_map(move |i| self.rows[i].iter()).take(k)
+    }
+
+    /// Replaces the local id (a node turning persistent) and re-files every node under
+    /// the new id. Nodes that no longer fit (full rows) are dropped, as in the reference.
+    pub fn rebuild(&mut self, id: NodeId) {
+        let nodes: Vec<TableNode> = self.iter().copied().collect();
+        *self = Self::new(id);
+        for n in nodes {
+            self.add(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn node(first: u8, tick: u64) -> TableNode {
+        let mut id = [0u8; 32];
+        id[0] = first;
+        TableNode::new(NodeId(id), SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, first), 1), tick)
+    }
+
+    #[test]
+    fn rows_fill_up_to_k_and_replace_same_id() {
+        let mut t = RoutingTable::new(NodeId([0u8; 32]));
+        // Ids 0x80..: all share 0 bits with the zero id -> row 0.
+        for i in 0..K as u8 {
+            assert_eq!(t.add(node(0x80 + i, 0)), AddOutcome::Added);
+        }
+        assert_eq!(t.add(node(0xf0, 0)), AddOutcome::RowFull);
+        assert_eq!(t.add(node(0x80, 5)), AddOutcome::Updated);
+        assert_eq!(t.get(&node(0x80, 0).id).map(|n| n.added), Some(5));
+        assert_eq!(t.len(), K);
+        assert_eq!(
+            t.add(TableNode::new(NodeId([0u8; 32]), node(1, 0).addr, 0)),
+            AddOutcome::IsSelf
+        );
+        assert!(t.remove(&node(0x81, 0).id).is_some());
+        assert_eq!(t.len(), K - 1);
+        assert_eq!(t.add(node(0xf0, 0)), AddOutcome::Added);
+    }
+
+    #[test]
+    fn closest_walks_from_the_target_row() {
+        let mut t = RoutingTable::new(NodeId([0u8; 32]));
+        t.add(node(0x80, 0)); // row 0
+        t.add(node(0x40, 0)); // row 1
+        t.add(node(0x20, 0)); // row 2
+        let mut target = [0u8; 32];
+        target[0] = 0x41;
+        let got: Vec<u8> = t.closest(&NodeId(target), 3).map(|n| n.id.0[0]).collect();
+        assert_eq!(got, [0x40, 0x80, 0x20]);
+    }
+}
