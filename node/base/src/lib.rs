@@ -5,7 +5,11 @@
 //! can be used by cores, drivers and the simulator alike.
 
 mod id;
+mod rng;
 mod time;
+mod tx;
 
 pub use id::NodeId;
+pub use rng::Rng;
 pub use time::Timestamp;
+pub use tx::{SocketId, TxMeta, TxQueue};

@@ -4,6 +4,8 @@
 //! and NAT sampling of one DHT identity. It never touches a socket or a clock: the
 //! driver feeds it datagrams and timestamps and drains the datagrams it wants sent.
 
+pub mod io;
+pub mod nat;
 pub mod table;
 
 pub use table::{AddOutcome, K, RoutingTable, TableNode};

@@ -1,0 +1,153 @@
+//! The transmit queue a core fills and a driver drains.
+//!
+//! Cores encode datagrams straight into the queue's arena (no per-datagram allocation
+//! once it has grown to its working size) and the driver sends them in one batch
+//! (sendmmsg / io_uring) and then clears the queue. The queue is bounded: a core that
+//! would exceed [`TxQueue::max_datagrams`] gets `false` back and counts a drop, so one
+//! loop turn can never buffer unbounded output.
+
+use std::net::SocketAddrV4;
+
+/// Which local socket a datagram uses or arrived on.
+///
+/// dht-rpc nodes own a server socket (the advertised port) and a client socket (a
+/// random port used while firewalled); holepunching adds more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u16);
+
+impl SocketId {
+    /// The advertised socket.
+    pub const SERVER: Self = Self(0);
+    /// The random-port socket used to send while firewalled.
+    pub const CLIENT: Self = Self(1);
+}
+
+/// One queued datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxMeta {
+    /// The socket to send from.
+    pub socket: SocketId,
+    /// Where to.
+    pub dest: SocketAddrV4,
+    /// IP TTL to set for this datagram (holepunch probes use 5), `None` for default.
+    pub ttl: Option<u8>,
+    start: usize,
+    len: usize,
+}
+
+/// A bounded queue of datagrams backed by one reusable byte arena.
+#[derive(Debug)]
+pub struct TxQueue {
+    arena: Vec<u8>,
+    metas: Vec<TxMeta>,
+    max_datagrams: usize,
+}
+
+impl TxQueue {
+    /// A queue that holds at most `max_datagrams` datagrams.
+    pub fn new(max_datagrams: usize) -> Self {
+        Self {
+            arena: Vec::with_capacity(max_datagrams.min(1024) * 256),
+            metas: Vec::with_capacity(max_datagrams.min(1024)),
+            max_datagrams,
+        }
+    }
+
+    /// The bound given at construction.
+    pub fn max_datagrams(&self) -> usize {
+        self.max_datagrams
+    }
+
+    /// Number of queued datagrams.
+    pub fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// True when no further datagram fits.
+    pub fn is_full(&self) -> bool {
+        self.metas.len() >= self.max_datagrams
+    }
+
+    /// Queues a datagram of at most `max_len` bytes written by `fill`, which returns the
+    /// number of bytes it wrote (or `None` to cancel). Returns `false` if the queue is
+    /// full or `fill` cancelled.
+    pub fn push_with(
+        &mut self,
+        socket: SocketId,
+        dest: SocketAddrV4,
+        ttl: Option<u8>,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        let start = self.arena.len();
+        self.arena.resize(start + max_len, 0);
+        match fill(&mut self.arena[start..]) {
+            Some(len) if len <= max_len => {
+                self.arena.truncate(start + len);
+                self.metas.push(TxMeta { socket, dest, ttl, start, len });
+                true
+            }
+            _ => {
+                self.arena.truncate(start);
+                false
+            }
+        }
+    }
+
+    /// Queues a copy of `payload`.
+    pub fn push(&mut self, socket: SocketId, dest: SocketAddrV4, payload: &[u8]) -> bool {
+        self.push_with(socket, dest, None, payload.len(), |buf| {
+            buf.copy_from_slice(payload);
+            Some(payload.len())
+        })
+    }
+
+    /// The queued datagrams in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TxMeta, &[u8])> {
+        self.metas.iter().map(|m| (m, &self.arena[m.start..m.start + m.len]))
+    }
+
+    /// Forgets every queued datagram, keeping the memory for the next turn.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.metas.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn bounded_and_reusable() {
+        let dest = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9);
+        let mut q = TxQueue::new(2);
+        assert!(q.push(SocketId::SERVER, dest, b"one"));
+        assert!(!q.push_with(SocketId::SERVER, dest, None, 8, |_| None));
+        assert!(q.push_with(SocketId::CLIENT, dest, Some(5), 8, |b| {
+            b[..3].copy_from_slice(b"two");
+            Some(3)
+        }));
+        assert!(!q.push(SocketId::SERVER, dest, b"three"));
+        let got: Vec<_> = q.iter().map(|(m, p)| (m.socket, m.ttl, p.to_vec())).collect();
+        assert_eq!(
+            got,
+            [
+                (SocketId::SERVER, None, b"one".to_vec()),
+                (SocketId::CLIENT, Some(5), b"two".to_vec())
+            ]
+        );
+        q.clear();
+        assert!(q.is_empty());
+        assert!(q.push(SocketId::SERVER, dest, b"again"));
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of tern on a fresh Linux machine: formatting, lints, the sans-IO
+# guard, unit, golden-vector and property tests. Installs what it needs first.
+# `.ci/run` calls exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "core crates share one clippy.toml (bans clocks, sockets, threads, OS randomness)"
+for crate in crypto node/base node/wire node/rpc node/dht node/udx node/core node/swarm; do
+  [ -d "$crate" ] || continue
+  cmp -s core-clippy.toml "$crate/clippy.toml" || { echo "$crate/clippy.toml differs from core-clippy.toml"; exit 1; }
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
