@@ -6,6 +6,7 @@
 
 pub mod io;
 pub mod nat;
+pub mod query;
 pub mod table;
 
 pub use table::{AddOutcome, K, RoutingTable, TableNode};
