@@ -209,8 +209,15 @@ impl Io {
     }
 
     /// Handles every expired deadline: resend or time out. Timed-out requests are
-    /// appended to `out`.
-    pub fn expire(&mut self, now: Timestamp, tx: &mut TxQueue, out: &mut Vec<Inflight>) {
+    /// appended to `out`; owners of requests retransmitted for the first time (now
+    /// "slow") to `first_retries`.
+    pub fn expire(
+        &mut self,
+        now: Timestamp,
+        tx: &mut TxQueue,
+        out: &mut Vec<Inflight>,
+        first_retries: &mut Vec<Owner>,
+    ) {
         let due: Vec<u16> =
             self.inflight.values().filter(|r| r.deadline <= now).map(|r| r.tid).collect();
         for tid in due {
@@ -219,10 +226,16 @@ impl Io {
                 self.window.recv();
                 out.push(req);
             } else if !req.force && self.window.is_full() {
+                if req.sends == 1 {
+                    first_retries.push(req.owner);
+                }
                 req.deadline = Timestamp::NEVER;
                 self.waiting.push_back(tid);
                 self.inflight.insert(tid, req);
             } else {
+                if req.sends == 1 {
+                    first_retries.push(req.owner);
+                }
                 self.transmit(now, &mut req, tx);
                 self.inflight.insert(tid, req);
             }
@@ -281,11 +294,12 @@ mod tests {
         assert_eq!(r.tid, 65535);
         io.start(Timestamp::ZERO, r, &mut tx);
         assert_eq!(io.alloc_tid(), Some(0), "tids wrap");
-        let mut out = Vec::new();
-        io.expire(Timestamp::from_millis(1000), &mut tx, &mut out);
+        let (mut out, mut slow) = (Vec::new(), Vec::new());
+        io.expire(Timestamp::from_millis(1000), &mut tx, &mut out, &mut slow);
         assert!(out.is_empty());
+        assert_eq!(slow, [Owner::User(0)]);
         assert_eq!(tx.len(), 2, "first send plus one retry of the same bytes");
-        io.expire(Timestamp::from_millis(2000), &mut tx, &mut out);
+        io.expire(Timestamp::from_millis(2000), &mut tx, &mut out, &mut slow);
         assert_eq!(out.len(), 1);
         assert!(io.is_empty());
     }

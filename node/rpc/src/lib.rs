@@ -3,10 +3,20 @@
 //! It owns the routing table, the transaction table, iterative queries, token secrets
 //! and NAT sampling of one DHT identity. It never touches a socket or a clock: the
 //! driver feeds it datagrams and timestamps and drains the datagrams it wants sent.
+//! [`Rpc`] is the node; [`Handler`] is how the application (hyperdht) answers its own
+//! commands on the zero-copy path.
 
 pub mod io;
+mod maintenance;
 pub mod nat;
+mod node;
 pub mod query;
+mod server;
+pub mod stats;
 pub mod table;
 
+pub use node::{QueryId, ReqId, Rpc, RpcConfig, RpcEvent};
+pub use query::{QuerySpec, Reply};
+pub use server::{Handler, IncomingRequest, NoApplication, ReplyFields, Responder};
+pub use stats::{DropReason, RpcStats};
 pub use table::{AddOutcome, K, RoutingTable, TableNode};

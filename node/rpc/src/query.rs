@@ -126,8 +126,8 @@ impl Query {
 
     /// Adds a seed candidate (table or bootstrap node) below the explicit ones.
     pub fn add_seed(&mut self, addr: SocketAddrV4, id: NodeId) {
-        if !self.seen.contains_key(&addr) {
-            self.seen.insert(addr, Seen::Pending(Vec::new()));
+        if let std::collections::hash_map::Entry::Vacant(e) = self.seen.entry(addr) {
+            e.insert(Seen::Pending(Vec::new()));
             self.stack.insert(0, (addr, id));
         }
     }
@@ -169,7 +169,7 @@ impl Query {
 
     /// The next node to ask, if the concurrency allows one. Ids of explicit seeds are
     /// unknown (zero) and always tried.
-    pub fn next(&mut self) -> Option<SocketAddrV4> {
+    pub fn next_node(&mut self) -> Option<SocketAddrV4> {
         while self.inflight < self.concurrency() {
             let (addr, id) = self.stack.pop()?;
             if id != NodeId::default() && !self.is_closer(&id) {
@@ -311,12 +311,12 @@ mod tests {
         let mut q = Query::new(QuerySpec::new(id(0), true, 2, None));
         q.add_seed(addr(9), id(9));
         let own = id(200);
-        assert_eq!(q.next(), Some(addr(9)));
-        assert_eq!(q.next(), None);
+        assert_eq!(q.next_node(), Some(addr(9)));
+        assert_eq!(q.next_node(), None);
         q.on_reply(reply(9, &[3, 5]), false, &own, id_of);
         // LIFO: the last added candidate is asked first.
-        assert_eq!(q.next(), Some(addr(5)));
-        assert_eq!(q.next(), Some(addr(3)));
+        assert_eq!(q.next_node(), Some(addr(5)));
+        assert_eq!(q.next_node(), Some(addr(3)));
         q.on_reply(reply(5, &[9]), false, &own, id_of);
         let refs = q.on_timeout(addr(3), false);
         assert_eq!(refs, [addr(9)], "the referrer gets a DOWN_HINT");
@@ -331,8 +331,8 @@ mod tests {
         let mut spec = QuerySpec::new(id(0), true, 2, None);
         spec.nodes = vec![addr(1), addr(2)];
         let mut q = Query::new(spec);
-        assert_eq!(q.next(), Some(addr(1)));
-        assert_eq!(q.next(), Some(addr(2)));
+        assert_eq!(q.next_node(), Some(addr(1)));
+        assert_eq!(q.next_node(), Some(addr(2)));
         q.on_timeout(addr(1), false);
         q.on_timeout(addr(2), false);
         assert!(q.is_done());

@@ -175,12 +175,12 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes the 6-byte IPv4 address form; infallible once the length is right.
-pub(crate) fn ipv4_from_bytes(b: &[u8; IPV4_ADDR_LEN]) -> SocketAddrV4 {
+pub fn ipv4_from_bytes(b: &[u8; IPV4_ADDR_LEN]) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(b[0], b[1], b[2], b[3]), u16::from_le_bytes([b[4], b[5]]))
 }
 
 /// Decodes the 18-byte IPv6 address form.
-pub(crate) fn ipv6_from_bytes(b: &[u8; IPV6_ADDR_LEN]) -> SocketAddrV6 {
+pub fn ipv6_from_bytes(b: &[u8; IPV6_ADDR_LEN]) -> SocketAddrV6 {
     let mut octets = [0u8; 16];
     octets.copy_from_slice(&b[..16]);
     SocketAddrV6::new(Ipv6Addr::from(octets), u16::from_le_bytes([b[16], b[17]]), 0, 0)
