@@ -53,7 +53,7 @@ impl Rpc {
     pub(crate) fn on_slot(&mut self, now: Timestamp, tx: &mut TxQueue) {
         self.io.rotate_window(now, tx);
         self.slots = self.slots.wrapping_add(1);
-        if self.slots % TOKEN_ROTATE_SLOTS == 0 {
+        if self.slots.is_multiple_of(TOKEN_ROTATE_SLOTS) {
             self.token_epoch += 1;
             self.tokens = TokenSecrets::for_epoch(&self.token_seed, self.token_epoch);
         }
@@ -71,12 +71,13 @@ impl Rpc {
             self.stable_ticks = MORE_STABLE_TICKS;
             self.last_query_tick = 0;
         }
-        if self.tick % 8 == 0 {
+        if self.tick.is_multiple_of(8) {
             self.ping_some(now, tx);
         }
         let idle = self.tick.saturating_sub(self.last_query_tick);
         if self.bootstrapped
-            && (idle >= self.refresh_ticks || (self.tick % 64 == 0 && self.table.len() < K))
+            && (idle >= self.refresh_ticks
+                || (self.tick.is_multiple_of(64) && self.table.len() < K))
         {
             self.refresh(now, tx);
         }
@@ -180,13 +181,13 @@ impl Rpc {
             return;
         }
         if q.wants_top_up() {
-            let mut q = self.queries.remove(&qid).unwrap_or_else(|| unreachable_query());
             let target = q.spec().target;
             let seeds: Vec<_> = self.table.closest(&target, K).map(|n| (n.addr, n.id)).collect();
-            for (addr, id) in seeds {
-                q.add_seed(addr, id);
+            if let Some(q) = self.queries.get_mut(&qid) {
+                for (addr, id) in seeds {
+                    q.add_seed(addr, id);
+                }
             }
-            self.queries.insert(qid, q);
             return self.drive_query(now, qid, tx);
         }
         self.finish_query(now, qid, tx);
@@ -291,7 +292,7 @@ impl Rpc {
             return;
         }
         let mut nodes: Vec<_> = self.table.iter().map(|n| (n.seen, n.addr)).collect();
-        nodes.sort_by(|a, b| b.0.cmp(&a.0));
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.0));
         let mut targets: Vec<SocketAddrV4> =
             nodes.into_iter().take(FIREWALL_TEST_NODES).map(|(_, a)| a).collect();
         for b in &self.config.bootstrap {
@@ -374,10 +375,4 @@ impl Rpc {
         self.push_event(RpcEvent::Persistent { id });
         self.refresh(now, tx);
     }
-}
-
-/// A query removed and reinserted in the same call cannot vanish in between.
-#[cold]
-fn unreachable_query() -> Query {
-    Query::new(QuerySpec::new(NodeId::default(), true, 0, None))
 }

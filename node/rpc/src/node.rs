@@ -358,10 +358,8 @@ impl Rpc {
         }
         let node = TableNode::new(id, from, self.tick);
         match self.table.add(node) {
-            AddOutcome::Added => {
-                if expected_socket {
-                    self.nat.add(*to.ip(), to.port());
-                }
+            AddOutcome::Added if expected_socket => {
+                self.nat.add(*to.ip(), to.port());
             }
             AddOutcome::RowFull if self.bootstrapped => self.try_evict(now, node, tx),
             _ => {}

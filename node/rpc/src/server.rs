@@ -214,6 +214,7 @@ impl Rpc {
     }
 
     /// Handles a decoded request: token check, internal commands, or the application.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_request<H: Handler>(
         &mut self,
         now: Timestamp,
