@@ -4,11 +4,13 @@
 //! [`Timestamp`] and passes it down. Everything here is plain data with no I/O, so it
 //! can be used by cores, drivers and the simulator alike.
 
+mod endpoint;
 mod id;
 mod rng;
 mod time;
 mod tx;
 
+pub use endpoint::{Endpoint, SocketSpec};
 pub use id::NodeId;
 pub use rng::Rng;
 pub use time::Timestamp;

@@ -1,0 +1,63 @@
+//! The contract between a sans-IO core and a driver (DESIGN.md "One core, three
+//! drivers").
+//!
+//! A driver (the portable epoll driver, the io_uring shards, the simulator) owns the
+//! sockets, the clock and the threads. For every [`Endpoint`] it binds the sockets the
+//! endpoint asks for, stamps each received batch with one [`Timestamp`], feeds the
+//! datagrams in, sends what the endpoint queued, and sleeps until the earliest of
+//! [`Endpoint::poll_timeout`] and the next datagram. Commands from other threads reach
+//! an endpoint through [`Endpoint::Command`] values delivered by the driver's mailbox.
+
+use std::net::SocketAddrV4;
+
+use crate::{SocketId, Timestamp, TxQueue};
+
+/// A socket an endpoint wants bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketSpec {
+    /// How the endpoint names this socket in `handle_datagram` and in [`crate::TxMeta`].
+    pub id: SocketId,
+    /// Address to bind; port 0 lets the OS choose.
+    pub bind: SocketAddrV4,
+    /// Other ports to try, in order, if `bind`'s port is taken (hyperdht tries
+    /// 49737–49741); the OS-chosen fallback applies when `any_port` is set.
+    pub fallback_ports: &'static [u16],
+    /// Fall back to an OS-chosen port if every listed port is taken.
+    pub any_port: bool,
+}
+
+/// A sans-IO state machine a driver can run.
+pub trait Endpoint {
+    /// Messages other threads send to this endpoint (client calls).
+    type Command: Send + 'static;
+
+    /// The sockets to bind, in order; called once before the endpoint starts.
+    fn sockets(&self) -> Vec<SocketSpec>;
+
+    /// Tells the endpoint where its sockets ended up (same order as [`Endpoint::sockets`]).
+    fn bound(&mut self, now: Timestamp, local: &[SocketAddrV4], tx: &mut TxQueue);
+
+    /// One received datagram.
+    fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        socket: SocketId,
+        from: SocketAddrV4,
+        data: &[u8],
+        tx: &mut TxQueue,
+    );
+
+    /// One command from another thread.
+    fn handle_command(&mut self, now: Timestamp, command: Self::Command, tx: &mut TxQueue);
+
+    /// Timers are due (called when `now >= poll_timeout()`, possibly earlier).
+    fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue);
+
+    /// The next instant `handle_timeout` must run.
+    fn poll_timeout(&self) -> Timestamp;
+
+    /// True once the endpoint has finished and can be dropped (after a destroy).
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
