@@ -250,6 +250,12 @@ impl Rpc {
         &self.stats
     }
 
+    /// Records the server socket's port once the driver has bound it (PING_NAT asks
+    /// others to answer there).
+    pub fn set_server_port(&mut self, port: u16) {
+        self.config.server_port = port;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &RpcConfig {
         &self.config

@@ -1,0 +1,404 @@
+//! [`Node`]: composition of the dht-rpc node, the hyperdht stores and handlers, the
+//! client operations, and periodic re-announcing.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
+use tern_crypto::KeyPair;
+use tern_dht::{DhtClient, DhtEvent, DhtServer, OpId, Store, StoreLimits};
+use tern_rpc::{ReqId, Rpc, RpcConfig, RpcEvent, RpcStats};
+
+/// hyperdht's default port; with a fixed port the next four are tried too.
+pub const DEFAULT_PORT: u16 = 49737;
+/// Ports tried after [`DEFAULT_PORT`] (hyperdht: 49737–49741).
+const DEFAULT_FALLBACK_PORTS: &[u16] = &[49738, 49739, 49740, 49741];
+/// Announcements are re-sent this often so they outlive the 13–27 min record TTL.
+pub const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Configuration of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// dht-rpc settings (bootstrap, firewalled, ephemeral, public address...).
+    pub rpc: RpcConfig,
+    /// Record store limits.
+    pub store: StoreLimits,
+    /// Host to bind both sockets on.
+    pub host: Ipv4Addr,
+    /// Server socket port; 0 = the hyperdht default range, then any.
+    pub port: u16,
+    /// Wall-clock ms at the driver's epoch (for bump drift checks).
+    pub wall_clock_offset_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            rpc: RpcConfig::default(),
+            store: StoreLimits::default(),
+            host: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            wall_clock_offset_ms: 0,
+        }
+    }
+}
+
+/// Client calls into a node (from an API handle, a CLI, a load generator).
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// Join the network via the configured bootstrap nodes.
+    Bootstrap,
+    /// Ping a node.
+    Ping(SocketAddrV4),
+    /// Stream the records of a topic.
+    Lookup(NodeId),
+    /// Announce a key pair under a topic and keep it announced until unannounced.
+    Announce {
+        /// Topic.
+        topic: NodeId,
+        /// Announcing key pair.
+        key_pair: KeyPair,
+        /// Relays to list in the record (at most 3 are kept).
+        relay_addresses: Vec<SocketAddrV4>,
+    },
+    /// Stop re-announcing and remove the record.
+    Unannounce {
+        /// Topic.
+        topic: NodeId,
+        /// Key pair that announced.
+        key_pair: KeyPair,
+    },
+    /// Find a server's record.
+    FindPeer([u8; 32]),
+    /// Store a mutable record.
+    MutablePut {
+        /// Signing key pair.
+        key_pair: KeyPair,
+        /// Value.
+        value: Vec<u8>,
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Fetch a mutable record.
+    MutableGet {
+        /// Signer's public key.
+        public_key: [u8; 32],
+        /// Minimum seq.
+        seq: u64,
+        /// Run the whole query and return the highest seq.
+        latest: bool,
+    },
+    /// Store an immutable value.
+    ImmutablePut(Vec<u8>),
+    /// Fetch an immutable value by hash.
+    ImmutableGet([u8; 32]),
+}
+
+/// What a node reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A client operation's progress or result.
+    Dht(DhtEvent),
+    /// A ping answered (`Some(rtt)`) or timed out (`None`).
+    Ping {
+        /// The operation.
+        op: OpId,
+        /// Who was pinged.
+        to: SocketAddrV4,
+        /// Whether it answered with a valid id... and at all.
+        answered: bool,
+    },
+    /// The bootstrap walk finished.
+    Bootstrapped,
+    /// The node became persistent with this id.
+    Persistent(NodeId),
+}
+
+/// Counters of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStats {
+    /// dht-rpc counters.
+    pub rpc: RpcStats,
+    /// Store counters.
+    pub store: tern_dht::StoreStats,
+    /// Routing table size.
+    pub table_len: usize,
+    /// Topic records stored.
+    pub records: usize,
+    /// Bytes of topic records stored.
+    pub record_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Announcement {
+    key_pair: KeyPair,
+    relay_addresses: Vec<SocketAddrV4>,
+    next: Timestamp,
+}
+
+/// Most events buffered between polls.
+const MAX_EVENTS: usize = 65_536;
+
+/// One HyperDHT node.
+pub struct Node {
+    rpc: Rpc,
+    server: DhtServer,
+    client: DhtClient,
+    events: VecDeque<NodeEvent>,
+    announcements: HashMap<(NodeId, [u8; 32]), Announcement>,
+    pings: HashMap<ReqId, (OpId, SocketAddrV4)>,
+    next_op: u64,
+    host: Ipv4Addr,
+    port: u16,
+    next_gc: Timestamp,
+    bootstrap_on_bind: bool,
+}
+
+impl Node {
+    /// A node at `now`. `seed` seeds protocol randomness; `secret_seed` derives token
+    /// secrets (shared by all shards of one identity).
+    pub fn new(config: NodeConfig, now: Timestamp, seed: u64, secret_seed: [u8; 32]) -> Self {
+        let mut server =
+            DhtServer::new(Store::new(config.store, now, seed.wrapping_mul(0x9e37_79b9)));
+        server.wall_clock_offset_ms = config.wall_clock_offset_ms;
+        Self {
+            rpc: Rpc::new(config.rpc, now, seed, secret_seed),
+            server,
+            client: DhtClient::new(),
+            events: VecDeque::new(),
+            announcements: HashMap::new(),
+            pings: HashMap::new(),
+            next_op: 1 << 48,
+            host: config.host,
+            port: config.port,
+            next_gc: now + Duration::from_secs(5),
+            bootstrap_on_bind: true,
+        }
+    }
+
+    /// Whether [`Endpoint::bound`] starts the bootstrap walk (default true).
+    pub fn set_bootstrap_on_bind(&mut self, yes: bool) {
+        self.bootstrap_on_bind = yes;
+    }
+
+    /// The dht-rpc node.
+    pub fn rpc(&self) -> &Rpc {
+        &self.rpc
+    }
+
+    /// The stores.
+    pub fn store(&self) -> &Store {
+        &self.server.store
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        NodeStats {
+            rpc: self.rpc.stats().clone(),
+            store: self.server.store.stats.clone(),
+            table_len: self.rpc.table().len(),
+            records: self.server.store.topics.len(),
+            record_bytes: self.server.store.topics.bytes(),
+        }
+    }
+
+    /// Tells the node its server socket's port (needed for PING_NAT) — set by
+    /// [`Endpoint::bound`] under a driver, or by hand in tests.
+    pub fn set_server_port(&mut self, port: u16) {
+        self.port = port;
+    }
+
+    fn push(&mut self, e: NodeEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// Handles one datagram.
+    pub fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        socket: SocketId,
+        from: SocketAddrV4,
+        data: &[u8],
+        tx: &mut TxQueue,
+    ) {
+        // UDX packets (0xff 0x01) are not served yet; dht-rpc drops them as undecodable.
+        self.rpc.handle_datagram(now, socket, from, data, &mut self.server, tx);
+        self.drain(now, tx);
+    }
+
+    /// Handles timers.
+    pub fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        self.rpc.handle_timeout(now, tx);
+        if now >= self.next_gc {
+            self.server.store.gc(now);
+            self.next_gc = now + Duration::from_secs(5);
+        }
+        let due: Vec<(NodeId, [u8; 32])> =
+            self.announcements.iter().filter(|(_, a)| a.next <= now).map(|(k, _)| *k).collect();
+        for key in due {
+            if let Some(a) = self.announcements.get_mut(&key) {
+                a.next = now + REANNOUNCE_INTERVAL;
+                let (kp, relays) = (a.key_pair.clone(), a.relay_addresses.clone());
+                self.client.announce(&mut self.rpc, now, key.0, kp, relays, tx);
+            }
+        }
+        self.drain(now, tx);
+    }
+
+    /// When `handle_timeout` must run next.
+    pub fn poll_timeout(&self) -> Timestamp {
+        let announce =
+            self.announcements.values().map(|a| a.next).min().unwrap_or(Timestamp::NEVER);
+        self.rpc.poll_timeout().min(self.next_gc).min(announce)
+    }
+
+    /// Starts a client operation; its events carry the returned id (`None` for
+    /// [`NodeCommand::Bootstrap`]).
+    pub fn handle_command(
+        &mut self,
+        now: Timestamp,
+        command: NodeCommand,
+        tx: &mut TxQueue,
+    ) -> Option<OpId> {
+        let rpc = &mut self.rpc;
+        let c = &mut self.client;
+        let op = match command {
+            NodeCommand::Bootstrap => {
+                rpc.bootstrap(now, tx);
+                None
+            }
+            NodeCommand::Ping(to) => {
+                self.next_op += 1;
+                let op = OpId(self.next_op);
+                match rpc.ping(now, to, tx) {
+                    Some(req) => {
+                        self.pings.insert(req, (op, to));
+                    }
+                    None => self.push(NodeEvent::Ping { op, to, answered: false }),
+                }
+                Some(op)
+            }
+            NodeCommand::Lookup(topic) => Some(c.lookup(rpc, now, topic, tx)),
+            NodeCommand::Announce { topic, key_pair, relay_addresses } => {
+                let key = (topic, *key_pair.public_key().as_bytes());
+                let a = Announcement {
+                    key_pair: key_pair.clone(),
+                    relay_addresses: relay_addresses.clone(),
+                    next: now + REANNOUNCE_INTERVAL,
+                };
+                self.announcements.insert(key, a);
+                Some(c.announce(rpc, now, topic, key_pair, relay_addresses, tx))
+            }
+            NodeCommand::Unannounce { topic, key_pair } => {
+                self.announcements.remove(&(topic, *key_pair.public_key().as_bytes()));
+                Some(c.unannounce(rpc, now, topic, key_pair, tx))
+            }
+            NodeCommand::FindPeer(pk) => Some(c.find_peer(rpc, now, &pk, tx)),
+            NodeCommand::MutablePut { key_pair, value, seq } => {
+                Some(c.mutable_put(rpc, now, key_pair, value, seq, tx))
+            }
+            NodeCommand::MutableGet { public_key, seq, latest } => {
+                Some(c.mutable_get(rpc, now, public_key, seq, latest, tx))
+            }
+            NodeCommand::ImmutablePut(value) => Some(c.immutable_put(rpc, now, value, tx)),
+            NodeCommand::ImmutableGet(hash) => Some(c.immutable_get(rpc, now, hash, tx)),
+        };
+        self.drain(now, tx);
+        op
+    }
+
+    /// Routes rpc events to client operations and turns the rest into node events.
+    fn drain(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        while let Some(e) = self.rpc.poll_event() {
+            let Some(e) = self.client.on_rpc_event(&mut self.rpc, now, e, tx) else { continue };
+            match e {
+                RpcEvent::Bootstrapped => self.push(NodeEvent::Bootstrapped),
+                RpcEvent::Persistent { id } => self.push(NodeEvent::Persistent(id)),
+                RpcEvent::Response { req, reply } => {
+                    if let Some((op, to)) = self.pings.remove(&req) {
+                        let answered = reply.error == 0;
+                        self.push(NodeEvent::Ping { op, to, answered });
+                    }
+                }
+                RpcEvent::Timeout { req } => {
+                    if let Some((op, to)) = self.pings.remove(&req) {
+                        self.push(NodeEvent::Ping { op, to, answered: false });
+                    }
+                }
+                RpcEvent::QueryReply { .. } | RpcEvent::QueryDone { .. } => {}
+            }
+        }
+        while let Some(e) = self.client.poll_event() {
+            self.push(NodeEvent::Dht(e));
+        }
+    }
+}
+
+impl Endpoint for Node {
+    type Command = NodeCommand;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        let (port, fallback, any) = match self.port {
+            0 => (DEFAULT_PORT, DEFAULT_FALLBACK_PORTS, true),
+            p => (p, &[][..], false),
+        };
+        // A bootstrapper's port is part of its identity: never fall back.
+        let any = any && self.rpc.config().public_addr.is_none();
+        vec![
+            SocketSpec {
+                id: SocketId::SERVER,
+                bind: SocketAddrV4::new(self.host, port),
+                fallback_ports: fallback,
+                any_port: any,
+            },
+            SocketSpec {
+                id: SocketId::CLIENT,
+                bind: SocketAddrV4::new(self.host, 0),
+                fallback_ports: &[],
+                any_port: true,
+            },
+        ]
+    }
+
+    fn bound(&mut self, now: Timestamp, local: &[SocketAddrV4], tx: &mut TxQueue) {
+        if let Some(server) = local.first() {
+            self.port = server.port();
+            self.rpc.set_server_port(server.port());
+        }
+        if self.bootstrap_on_bind {
+            self.handle_command(now, NodeCommand::Bootstrap, tx);
+        }
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        socket: SocketId,
+        from: SocketAddrV4,
+        data: &[u8],
+        tx: &mut TxQueue,
+    ) {
+        Node::handle_datagram(self, now, socket, from, data, tx);
+    }
+
+    fn handle_command(&mut self, now: Timestamp, command: NodeCommand, tx: &mut TxQueue) {
+        Node::handle_command(self, now, command, tx);
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        Node::handle_timeout(self, now, tx);
+    }
+
+    fn poll_timeout(&self) -> Timestamp {
+        Node::poll_timeout(self)
+    }
+}

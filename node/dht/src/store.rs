@@ -1,0 +1,161 @@
+//! Everything a persistent hyperdht node stores for others, under one set of limits
+//! (spec §8.8; ref: hyperdht lib/persistent.js).
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use tern_base::{NodeId, Rng, Timestamp};
+
+use crate::cache::{CacheLimits, GenCache, Weigh};
+use crate::topics::{TopicLimits, TopicStore};
+
+/// hyperdht's record lifetime for announces, router entries, refreshes and bumps.
+const ANNOUNCE_AGE: Duration = Duration::from_secs(20 * 60);
+/// hyperdht's lifetime for mutable and immutable records (48 h).
+const RECORD_AGE: Duration = Duration::from_secs(48 * 3600);
+
+/// Every limit of the store. Defaults mirror hyperdht's sizes, plus byte budgets and a
+/// value cap the reference lacks (hyperdht issue 297: unbounded record values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Announced topic records.
+    pub topics: TopicLimits,
+    /// Server router entries (self-announces): 65 536 for 20 min.
+    pub router: CacheLimits,
+    /// Refresh secrets: 65 536 for 20 min.
+    pub refreshes: CacheLimits,
+    /// Topic bumps: 65 536 for 20 min.
+    pub bumps: CacheLimits,
+    /// Mutable records: 32 768 for 48 h.
+    pub mutables: CacheLimits,
+    /// Immutable values: 32 768 for 48 h.
+    pub immutables: CacheLimits,
+    /// Largest mutable or immutable value accepted. JS checks nothing; a UDP datagram
+    /// caps it in practice, and 16 KiB is far above what fits an MTU.
+    pub max_value_bytes: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        let announce =
+            |n| CacheLimits { max_entries: n, max_bytes: 64 << 20, max_age: ANNOUNCE_AGE };
+        let record = |n| CacheLimits { max_entries: n, max_bytes: 256 << 20, max_age: RECORD_AGE };
+        Self {
+            topics: TopicLimits::default(),
+            router: announce(65_536),
+            refreshes: announce(65_536),
+            bumps: announce(65_536),
+            mutables: record(32_768),
+            immutables: record(32_768),
+            max_value_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// A router entry: a server announced itself here; handshakes for it are relayed to
+/// `relay` (the address it announced from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterEntry {
+    /// Where to relay PEER_HANDSHAKE / PEER_HOLEPUNCH for this server.
+    pub relay: SocketAddrV4,
+    /// Its encoded peer record (FIND_PEER reply value).
+    pub record: Vec<u8>,
+}
+
+impl Weigh for RouterEntry {
+    fn weight(&self) -> usize {
+        self.record.len() + size_of::<Self>() + 32
+    }
+}
+
+/// What a refresh secret re-announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshEntry {
+    /// The announce target.
+    pub target: NodeId,
+    /// The encoded peer record.
+    pub record: Vec<u8>,
+}
+
+impl Weigh for RefreshEntry {
+    fn weight(&self) -> usize {
+        self.record.len() + size_of::<Self>() + 32
+    }
+}
+
+/// A topic's bump timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bump(pub u64);
+
+impl Weigh for Bump {
+    fn weight(&self) -> usize {
+        40
+    }
+}
+
+/// Counters of the storage side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Requests refused because a signature did not verify.
+    pub bad_signatures: u64,
+    /// Requests dropped for missing target, token or value, or an undecodable value.
+    pub malformed: u64,
+    /// Values over `max_value_bytes` or over a budget.
+    pub too_large: u64,
+    /// Announces refused because their topic is full.
+    pub topic_full: u64,
+    /// Mutable puts refused with SEQ_REUSED / SEQ_TOO_LOW.
+    pub seq_refused: u64,
+    /// Handshakes and holepunches relayed.
+    pub relayed: u64,
+}
+
+/// The stores of one node.
+#[derive(Debug)]
+pub struct Store {
+    /// Topic records.
+    pub topics: TopicStore,
+    /// Server router entries by target `H32(pk)`.
+    pub router: GenCache<NodeId, RouterEntry>,
+    /// Refresh secrets by `refresh` bytes.
+    pub refreshes: GenCache<[u8; 32], RefreshEntry>,
+    /// Topic bumps.
+    pub bumps: GenCache<NodeId, Bump>,
+    /// Mutable records (`uint seq || buffer value || signature`) by `H32(pk)`.
+    pub mutables: GenCache<NodeId, Vec<u8>>,
+    /// Immutable values by `H32(value)`.
+    pub immutables: GenCache<NodeId, Vec<u8>>,
+    /// The limits.
+    pub limits: StoreLimits,
+    /// Randomness for LOOKUP sampling.
+    pub rng: Rng,
+    /// Counters.
+    pub stats: StoreStats,
+}
+
+impl Store {
+    /// Empty stores.
+    pub fn new(limits: StoreLimits, now: Timestamp, seed: u64) -> Self {
+        Self {
+            topics: TopicStore::new(limits.topics, now),
+            router: GenCache::new(limits.router, now, true),
+            refreshes: GenCache::new(limits.refreshes, now, true),
+            bumps: GenCache::new(limits.bumps, now, true),
+            mutables: GenCache::new(limits.mutables, now, true),
+            immutables: GenCache::new(limits.immutables, now, true),
+            limits,
+            rng: Rng::from_seed(seed),
+            stats: StoreStats::default(),
+        }
+    }
+
+    /// Runs due GC steps.
+    pub fn gc(&mut self, now: Timestamp) {
+        self.topics.gc(now);
+        self.router.gc(now);
+        self.refreshes.gc(now);
+        self.bumps.gc(now);
+        self.mutables.gc(now);
+        self.immutables.gc(now);
+    }
+}

@@ -1,0 +1,288 @@
+//! Announced peer records per topic (ref: record-cache 1.2.0 as used by hyperdht's
+//! Persistent store).
+//!
+//! Each topic holds records keyed by the announcer's public key. Records age in two
+//! generations like [`crate::cache::GenCache`]: a fresh record is not overwritten by a
+//! re-announce (so a flood of re-announces costs nothing), an aged one is refreshed.
+//! Bounds: records and bytes per generation (global), and records per topic, so one hot
+//! or hostile topic cannot push every other topic out.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tern_base::{NodeId, Rng, Timestamp};
+
+use crate::cache::gc_period;
+
+/// Budgets of the topic store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLimits {
+    /// Records per generation (hyperdht `maxSize`: 65 536).
+    pub max_records: usize,
+    /// Record bytes per generation.
+    pub max_bytes: usize,
+    /// Records one topic may hold. A LOOKUP returns 20 random ones, so more only cost
+    /// memory; hyperdht has no such cap (its global cap is the only bound).
+    pub max_per_topic: usize,
+    /// Nominal record lifetime (hyperdht: 20 min).
+    pub max_age: Duration,
+}
+
+impl Default for TopicLimits {
+    fn default() -> Self {
+        Self {
+            max_records: 65_536,
+            max_bytes: 64 << 20,
+            max_per_topic: 4_096,
+            max_age: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Record {
+    bytes: Vec<u8>,
+    generation: u64,
+}
+
+/// What [`TopicStore::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// A new record.
+    Added,
+    /// An aged record was replaced and is fresh again.
+    Refreshed,
+    /// A fresh record for this key exists and was kept as is.
+    KeptFresh,
+    /// The topic is at its cap.
+    TopicFull,
+    /// The record alone exceeds the byte budget.
+    TooLarge,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct TopicStore {
+    topics: HashMap<NodeId, HashMap<[u8; 32], Record>>,
+    generation: u64,
+    fresh_records: usize,
+    fresh_bytes: usize,
+    records: usize,
+    bytes: usize,
+    limits: TopicLimits,
+    next_gc: Timestamp,
+    /// Records dropped by ageing or budget pressure.
+    pub evicted: u64,
+}
+
+const RECORD_OVERHEAD: usize = 32 + size_of::<Record>();
+
+impl TopicStore {
+    /// An empty store.
+    pub fn new(limits: TopicLimits, now: Timestamp) -> Self {
+        Self {
+            topics: HashMap::new(),
+            generation: 1,
+            fresh_records: 0,
+            fresh_bytes: 0,
+            records: 0,
+            bytes: 0,
+            next_gc: now + gc_period(limits.max_age),
+            limits,
+            evicted: 0,
+        }
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    /// True when no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Topics held.
+    pub fn topics(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Runs the timed GC if due.
+    pub fn gc(&mut self, now: Timestamp) {
+        if now >= self.next_gc {
+            self.rotate();
+            self.next_gc = now + gc_period(self.limits.max_age);
+        }
+    }
+
+    /// Drops the old generation; the fresh one becomes old. O(records), and runs at
+    /// most once per `max_records` inserts or per GC period.
+    fn rotate(&mut self) {
+        self.generation += 1;
+        let keep = self.generation - 1;
+        let (mut records, mut bytes, mut evicted) = (0, 0, 0u64);
+        self.topics.retain(|_, set| {
+            set.retain(|_, r| {
+                let live = r.generation >= keep;
+                if live {
+                    records += 1;
+                    bytes += r.bytes.len() + RECORD_OVERHEAD;
+                } else {
+                    evicted += 1;
+                }
+                live
+            });
+            !set.is_empty()
+        });
+        self.records = records;
+        self.bytes = bytes;
+        self.evicted += evicted;
+        self.fresh_records = 0;
+        self.fresh_bytes = 0;
+    }
+
+    /// Stores `record` for `public_key` under `topic`.
+    pub fn insert(&mut self, topic: NodeId, public_key: [u8; 32], record: &[u8]) -> InsertOutcome {
+        let w = record.len() + RECORD_OVERHEAD;
+        if w > self.limits.max_bytes {
+            return InsertOutcome::TooLarge;
+        }
+        if let Some(existing) = self.topics.get(&topic).and_then(|s| s.get(&public_key))
+            && existing.generation == self.generation
+        {
+            return InsertOutcome::KeptFresh;
+        }
+        let replacing = self.remove(&topic, &public_key);
+        if !replacing
+            && self.topics.get(&topic).is_some_and(|s| s.len() >= self.limits.max_per_topic)
+        {
+            return InsertOutcome::TopicFull;
+        }
+        if self.fresh_records >= self.limits.max_records
+            || self.fresh_bytes + w > self.limits.max_bytes
+        {
+            self.rotate();
+        }
+        let set = self.topics.entry(topic).or_default();
+        set.insert(public_key, Record { bytes: record.to_vec(), generation: self.generation });
+        self.fresh_records += 1;
+        self.fresh_bytes += w;
+        self.records += 1;
+        self.bytes += w;
+        if replacing { InsertOutcome::Refreshed } else { InsertOutcome::Added }
+    }
+
+    /// Removes the record of `public_key` under `topic`; true if there was one.
+    pub fn remove(&mut self, topic: &NodeId, public_key: &[u8; 32]) -> bool {
+        let Some(set) = self.topics.get_mut(topic) else { return false };
+        let Some(r) = set.remove(public_key) else { return false };
+        let w = r.bytes.len() + RECORD_OVERHEAD;
+        self.records -= 1;
+        self.bytes -= w;
+        if r.generation == self.generation {
+            self.fresh_records -= 1;
+            self.fresh_bytes -= w;
+        }
+        if set.is_empty() {
+            self.topics.remove(topic);
+        }
+        true
+    }
+
+    /// Number of records under `topic`.
+    pub fn topic_len(&self, topic: &NodeId) -> usize {
+        self.topics.get(topic).map_or(0, HashMap::len)
+    }
+
+    /// Writes up to `out.len()` records of `topic`, chosen uniformly at random
+    /// (reservoir sampling), into `out`; returns how many. Allocates nothing.
+    pub fn sample<'a>(&'a self, topic: &NodeId, rng: &mut Rng, out: &mut [&'a [u8]]) -> usize {
+        let Some(set) = self.topics.get(topic) else { return 0 };
+        let mut n = 0;
+        for (seen, r) in set.values().enumerate() {
+            if n < out.len() {
+                out[n] = &r.bytes;
+                n += 1;
+            } else {
+                let j = rng.below(seen as u64 + 1) as usize;
+                if j < out.len() {
+                    out[j] = &r.bytes;
+                }
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> TopicLimits {
+        TopicLimits {
+            max_records: 100,
+            max_bytes: 1 << 20,
+            max_per_topic: 5,
+            max_age: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn fresh_records_are_kept_aged_ones_refreshed() {
+        let mut s = TopicStore::new(limits(), Timestamp::ZERO);
+        let t = NodeId([1; 32]);
+        assert_eq!(s.insert(t, [7; 32], b"a"), InsertOutcome::Added);
+        assert_eq!(s.insert(t, [7; 32], b"b"), InsertOutcome::KeptFresh);
+        s.gc(Timestamp::from_millis(20_000));
+        assert_eq!(s.insert(t, [7; 32], b"c"), InsertOutcome::Refreshed);
+        let mut out = [&[][..]; 20];
+        let n = s.sample(&t, &mut Rng::from_seed(1), &mut out);
+        assert_eq!(&out[..n], [&b"c"[..]]);
+        s.gc(Timestamp::from_millis(40_000));
+        s.gc(Timestamp::from_millis(60_000));
+        assert!(s.is_empty());
+        assert_eq!(s.topics(), 0);
+    }
+
+    #[test]
+    fn per_topic_and_global_caps_hold() {
+        let mut s = TopicStore::new(limits(), Timestamp::ZERO);
+        let t = NodeId([1; 32]);
+        for i in 0..5u8 {
+            assert_eq!(s.insert(t, [i; 32], b"x"), InsertOutcome::Added);
+        }
+        assert_eq!(s.insert(t, [9; 32], b"x"), InsertOutcome::TopicFull);
+        for i in 0..10_000u32 {
+            let mut topic = [0u8; 32];
+            topic[..4].copy_from_slice(&i.to_le_bytes());
+            s.insert(NodeId(topic), [0; 32], b"rec");
+            assert!(s.len() <= 200, "two generations of 100 at most");
+        }
+        let mut out = [&[][..]; 20];
+        assert_eq!(s.sample(&NodeId([42; 32]), &mut Rng::from_seed(1), &mut out), 0);
+    }
+
+    #[test]
+    fn sampling_returns_at_most_the_slots() {
+        let mut l = limits();
+        l.max_per_topic = 100;
+        let mut s = TopicStore::new(l, Timestamp::ZERO);
+        let t = NodeId([3; 32]);
+        for i in 0..50u8 {
+            s.insert(t, [i; 32], &[i]);
+        }
+        let mut out = [&[][..]; 20];
+        let n = s.sample(&t, &mut Rng::from_seed(9), &mut out);
+        assert_eq!(n, 20);
+        let mut seen: Vec<u8> = out.iter().map(|r| r[0]).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 20, "distinct records");
+    }
+}
