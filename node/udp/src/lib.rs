@@ -1,0 +1,66 @@
+//! tern-udp: the UDP sockets tern's drivers use (DESIGN.md "One core, three drivers").
+//!
+//! Sans-IO cores never see a socket; drivers do, through this crate. It owns every
+//! `unsafe` socket call in tern besides the drivers' event loops, so the rest of the
+//! workspace can keep `unsafe_code = "deny"`. What it provides:
+//!
+//! - [`UdpSocket`]: an IPv4, non-blocking, close-on-exec UDP socket bound with the
+//!   options tern needs ([`SocketOptions`]: SO_REUSEPORT for thread-per-core shards,
+//!   buffer sizing that reports what the kernel granted, IP_PMTUDISC_PROBE like
+//!   udx-native, optional IP_RECVTTL), and [`UdpSocket::bind_spec`], which walks a
+//!   [`tern_base::SocketSpec`]'s fallback ports like hyperdht does.
+//! - [`RecvBatch`]: one `recvmmsg` into a reusable pool of fixed-size slots; datagrams
+//!   longer than a slot are detected with MSG_TRUNC, counted and dropped.
+//! - [`SendBatch`]: `sendmmsg` of many datagrams from one socket, each with its own
+//!   destination and optional IP TTL (a cmsg), reporting partial sends and EAGAIN so
+//!   the caller can keep the rest for the next writable event; per-datagram errors are
+//!   counted, never returned.
+//!
+//! Everything is Linux-only (recvmmsg, sendmmsg, IP_PMTUDISC_PROBE); IPv6 is not
+//! supported because HyperDHT's wire format is IPv4-only.
+//!
+//! The crate uses `libc` directly rather than `socket2` or `nix`: the hot paths
+//! (`recvmmsg`/`sendmmsg` with per-message control data) are not covered by `socket2`,
+//! and `nix`'s owned-iterator wrappers allocate per call; with raw `libc` in one place
+//! every syscall, buffer and `// SAFETY:` argument is visible side by side.
+
+#![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod addr;
+mod cmsg;
+mod recv;
+mod send;
+mod socket;
+
+pub use recv::{RecvBatch, RxDatagram};
+pub use send::{OutDatagram, SendBatch, SendOutcome};
+pub use socket::{BindError, BufferSizes, SocketOptions, UdpSocket};
+
+/// Receive buffer sizes tried in order, largest first (ref: udx-native tries 1 MiB,
+/// 512 KiB, 256 KiB and 208 KiB). Linux silently clamps a request to
+/// `net.core.rmem_max`, so the first one normally "succeeds"; the smaller ones matter
+/// on systems that reject oversize requests instead. [`UdpSocket::buffer_sizes`]
+/// reports what the kernel actually granted.
+pub const RECV_BUFFER_SIZES: &[usize] = &[1 << 20, 512 << 10, 256 << 10, 208 << 10];
+
+/// Send buffer sizes tried in order; the same ladder as receive, because a shard
+/// answering a burst of requests emits about as much as it takes in.
+pub const SEND_BUFFER_SIZES: &[usize] = RECV_BUFFER_SIZES;
+
+/// Default receive slot size: 2048 bytes like libudx. A UDX packet is at most ~1500
+/// bytes (path MTU) and the largest dht-rpc message (a mutable put with a 1000-byte
+/// value and its signature) stays well under 2048; longer datagrams are not tern
+/// traffic and are dropped as truncated.
+pub const DEFAULT_SLOT_LEN: usize = 2048;
+
+/// Largest receive slot: the largest UDP payload over IPv4.
+pub const MAX_SLOT_LEN: usize = 65_507;
+
+/// Default number of datagrams per `recvmmsg`/`sendmmsg` call: enough to amortise the
+/// syscall (returns diminish past ~32-64 on loopback and 10G NICs) while keeping the
+/// receive pool at 128 KiB, small enough to stay in L2 cache.
+pub const DEFAULT_BATCH: usize = 64;
+
+/// Most datagrams one batch may hold; Linux caps `vlen` at UIO_MAXIOV (1024).
+pub const MAX_BATCH: usize = 1024;

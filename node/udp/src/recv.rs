@@ -1,0 +1,184 @@
+//! [`RecvBatch`]: many datagrams per syscall with `recvmmsg`, into reusable slots.
+//!
+//! A driver thread owns one batch and reuses it for every socket it reads (the
+//! endpoint consumes each datagram before the next read), so memory is
+//! `slots * slot_len` per thread, not per socket — loadgen runs thousands of sockets
+//! per thread. A datagram longer than its slot is flagged MSG_TRUNC by the kernel; it
+//! is counted in [`RecvBatch::truncated`] and never handed out, because a cut datagram
+//! would only decode wrongly further up.
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use crate::addr::{SOCKADDR_IN_LEN, from_sockaddr};
+use crate::cmsg::{self, CTRL_LEN, CtrlBuf};
+use crate::{MAX_BATCH, MAX_SLOT_LEN};
+
+/// One received datagram, borrowed from a [`RecvBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxDatagram<'a> {
+    /// The sender.
+    pub from: SocketAddrV4,
+    /// The payload (never truncated: truncated datagrams are not handed out).
+    pub data: &'a [u8],
+    /// The IP TTL it arrived with, when the socket has IP_RECVTTL
+    /// ([`crate::SocketOptions::recv_ttl`]).
+    pub ttl: Option<u8>,
+}
+
+/// A reusable pool of receive slots filled by one `recvmmsg` call.
+///
+/// Invariant: `hdrs[i]` describes slot `i` (`bufs[i * slot_len..][..slot_len]`,
+/// `addrs[i]`, `ctrls[i]`); the pointers are rewritten before every call, so they never
+/// outlive the buffers they point into.
+pub struct RecvBatch {
+    slot_len: usize,
+    bufs: Vec<u8>,
+    addrs: Vec<libc::sockaddr_in>,
+    ctrls: Vec<CtrlBuf>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    filled: usize,
+    truncated: usize,
+}
+
+// SAFETY: the raw pointers inside `iovs` and `hdrs` only ever point into heap buffers
+// owned by this same value (`bufs`, `addrs`, `ctrls`, `iovs`), which move with it and
+// are never shared; nothing is thread-affine. So moving a batch to another thread is
+// as safe as moving the Vecs themselves.
+unsafe impl Send for RecvBatch {}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slots", &self.slots())
+            .field("slot_len", &self.slot_len)
+            .field("filled", &self.filled)
+            .field("truncated", &self.truncated)
+            .finish()
+    }
+}
+
+impl RecvBatch {
+    /// A batch of `slots` slots of `slot_len` bytes each, clamped to
+    /// `1..=`[`MAX_BATCH`] and `1..=`[`MAX_SLOT_LEN`].
+    pub fn new(slots: usize, slot_len: usize) -> Self {
+        let slots = slots.clamp(1, MAX_BATCH);
+        let slot_len = slot_len.clamp(1, MAX_SLOT_LEN);
+        let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        // SAFETY: mmsghdr and sockaddr_in are plain C structs of integers and raw
+        // pointers; all-zero (null pointers, zero lengths) is a valid value.
+        let (hdr, addr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        Self {
+            slot_len,
+            bufs: vec![0; slots * slot_len],
+            addrs: vec![addr; slots],
+            ctrls: vec![CtrlBuf::ZERO; slots],
+            iovs: vec![empty_iov; slots],
+            hdrs: vec![hdr; slots],
+            filled: 0,
+            truncated: 0,
+        }
+    }
+
+    /// Number of slots: the most datagrams one [`RecvBatch::recv`] returns.
+    pub fn slots(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Bytes per slot; longer datagrams are counted as truncated and dropped.
+    pub fn slot_len(&self) -> usize {
+        self.slot_len
+    }
+
+    /// Receives up to [`RecvBatch::slots`] datagrams from `fd` without blocking,
+    /// replacing the previous contents. Returns how many arrived (truncated ones
+    /// included); `Ok(0)` means the socket had nothing (EAGAIN). Errors are the
+    /// socket's (e.g. a pending ICMP error); the caller counts them and moves on.
+    pub fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        self.filled = 0;
+        self.truncated = 0;
+        let slots = self.slots();
+        let parts = self.bufs.chunks_exact_mut(self.slot_len).zip(&mut self.iovs);
+        let places = self.addrs.iter_mut().zip(&mut self.ctrls);
+        for (((buf, iov), (addr, ctrl)), hdr) in parts.zip(places).zip(&mut self.hdrs) {
+            *iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let h = &mut hdr.msg_hdr;
+            h.msg_name = std::ptr::from_mut(addr).cast();
+            h.msg_namelen = SOCKADDR_IN_LEN;
+            h.msg_iov = iov;
+            h.msg_iovlen = 1;
+            h.msg_control = ctrl.0.as_mut_ptr().cast();
+            h.msg_controllen = CTRL_LEN as _;
+            h.msg_flags = 0;
+            hdr.msg_len = 0;
+        }
+        let n = loop {
+            // SAFETY: `hdrs` holds `slots` initialised mmsghdrs whose name, iovec and
+            // control pointers were just set to live buffers of this batch with the
+            // lengths given; the kernel writes at most those lengths. A null timeout
+            // is allowed and MSG_DONTWAIT makes the call non-blocking.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd.as_raw_fd(),
+                    self.hdrs.as_mut_ptr(),
+                    slots as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if let Ok(n) = usize::try_from(r) {
+                break n.min(slots);
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(0),
+                _ => return Err(err),
+            }
+        };
+        self.filled = n;
+        self.truncated =
+            self.hdrs[..n].iter().filter(|h| h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0).count();
+        Ok(n)
+    }
+
+    /// Datagrams the last [`RecvBatch::recv`] returned, truncated ones included.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// True when the last [`RecvBatch::recv`] returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Datagrams of the last [`RecvBatch::recv`] that were longer than a slot; they
+    /// are skipped by [`RecvBatch::get`] and [`RecvBatch::iter`].
+    pub fn truncated(&self) -> usize {
+        self.truncated
+    }
+
+    /// Datagram `i` of the last receive, or `None` if out of range, truncated, or
+    /// (impossible on an AF_INET socket) not from an IPv4 address.
+    pub fn get(&self, i: usize) -> Option<RxDatagram<'_>> {
+        if i >= self.filled {
+            return None;
+        }
+        let hdr = &self.hdrs[i];
+        if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return None;
+        }
+        let from = from_sockaddr(&self.addrs[i], hdr.msg_hdr.msg_namelen)?;
+        let len = (hdr.msg_len as usize).min(self.slot_len);
+        let start = i * self.slot_len;
+        let data = self.bufs.get(start..start + len)?;
+        Some(RxDatagram { from, data, ttl: cmsg::ttl(&hdr.msg_hdr) })
+    }
+
+    /// The whole datagrams of the last receive, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = RxDatagram<'_>> {
+        (0..self.filled).filter_map(|i| self.get(i))
+    }
+}

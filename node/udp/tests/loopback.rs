@@ -1,0 +1,167 @@
+//! tern-udp on real 127.0.0.1 sockets: options, TTL cmsgs, batches, truncation and
+//! the bind fallback ladder. Every wait is bounded in time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use tern_base::{SocketId, SocketSpec};
+use tern_udp::{OutDatagram, RecvBatch, SendBatch, SocketOptions, UdpSocket};
+
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+fn any() -> SocketAddrV4 {
+    SocketAddrV4::new(LO, 0)
+}
+
+fn bind(options: &SocketOptions) -> UdpSocket {
+    UdpSocket::bind(any(), options).unwrap()
+}
+
+/// Payloads with their TTLs, as received.
+type Received = Vec<(Vec<u8>, Option<u8>)>;
+
+/// Receives until `want` whole datagrams arrived or 5 s passed.
+fn recv_n(sock: &UdpSocket, batch: &mut RecvBatch, want: usize) -> (Received, usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut got, mut truncated) = (Vec::new(), 0);
+    while got.len() < want && Instant::now() < deadline {
+        if !sock.wait_readable(Duration::from_millis(50)).unwrap() {
+            continue;
+        }
+        batch.recv(sock.as_fd()).unwrap();
+        truncated += batch.truncated();
+        got.extend(batch.iter().map(|d| (d.data.to_vec(), d.ttl)));
+    }
+    (got, truncated)
+}
+
+#[test]
+fn binds_and_reports_buffer_sizes() {
+    let s = bind(&SocketOptions::default());
+    assert_eq!(*s.local_addr().ip(), LO);
+    assert_ne!(s.local_addr().port(), 0);
+    let sizes = s.buffer_sizes();
+    assert!(sizes.recv > 0 && sizes.send > 0, "{sizes:?}");
+}
+
+#[test]
+fn ttl_cmsg_sets_the_ip_ttl() {
+    let rx = bind(&SocketOptions { recv_ttl: true, ..SocketOptions::default() });
+    let tx = bind(&SocketOptions::default());
+    tx.send_to(b"probe", rx.local_addr(), Some(5)).unwrap();
+    tx.send_to(b"plain", rx.local_addr(), None).unwrap();
+    let mut batch = RecvBatch::new(8, 2048);
+    let (got, _) = recv_n(&rx, &mut batch, 2);
+    assert_eq!(got[0], (b"probe".to_vec(), Some(5)));
+    assert_eq!(got[1].0, b"plain");
+    assert!(matches!(got[1].1, Some(t) if t != 5), "{:?}", got[1].1);
+}
+
+#[test]
+fn batches_send_and_receive_in_order_with_per_datagram_ttl() {
+    let rx = bind(&SocketOptions { recv_ttl: true, ..SocketOptions::default() });
+    let tx = bind(&SocketOptions::default());
+    let payloads: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let mut items = payloads.iter().enumerate().map(|(i, p)| OutDatagram {
+        dest: rx.local_addr(),
+        ttl: if i % 2 == 0 { Some(7) } else { None },
+        data: p,
+    });
+    let mut send = SendBatch::new(64);
+    let mut sent = 0;
+    loop {
+        let out = send.send(tx.as_fd(), &mut items);
+        assert!(!out.would_block && out.failed == 0, "{out:?}");
+        if out.loaded == 0 {
+            break;
+        }
+        sent += out.sent;
+    }
+    assert_eq!(sent, 200);
+    let mut batch = RecvBatch::new(64, 2048);
+    let (got, _) = recv_n(&rx, &mut batch, 200);
+    assert_eq!(got.len(), 200);
+    for (i, (data, ttl)) in got.iter().enumerate() {
+        assert_eq!(data, &payloads[i]);
+        assert_eq!(*ttl == Some(7), i % 2 == 0);
+    }
+}
+
+#[test]
+fn a_bad_destination_fails_alone() {
+    let rx = bind(&SocketOptions::default());
+    let tx = bind(&SocketOptions::default());
+    let items = [
+        OutDatagram { dest: rx.local_addr(), ttl: None, data: b"a" },
+        OutDatagram { dest: SocketAddrV4::new(LO, 0), ttl: None, data: b"bad" },
+        OutDatagram { dest: rx.local_addr(), ttl: Some(0), data: b"bad ttl" },
+        OutDatagram { dest: rx.local_addr(), ttl: None, data: b"b" },
+    ];
+    let out = SendBatch::new(8).send(tx.as_fd(), &mut items.into_iter());
+    assert_eq!((out.loaded, out.sent, out.failed, out.would_block), (4, 2, 2, false));
+    assert_eq!(out.last_error, Some(EINVAL));
+    let (got, _) = recv_n(&rx, &mut RecvBatch::new(8, 2048), 2);
+    assert_eq!(got.iter().map(|g| g.0.clone()).collect::<Vec<_>>(), [b"a".to_vec(), b"b".to_vec()]);
+}
+
+/// Linux's EINVAL (port 0 and TTL 0 are both invalid destinations/options).
+const EINVAL: i32 = 22;
+
+#[test]
+fn oversize_datagrams_are_counted_and_dropped() {
+    let rx = bind(&SocketOptions::default());
+    let tx = bind(&SocketOptions { pmtu_probe: false, ..SocketOptions::default() });
+    tx.send_to(&[7; 3000], rx.local_addr(), None).unwrap();
+    tx.send_to(b"small", rx.local_addr(), None).unwrap();
+    let mut batch = RecvBatch::new(8, 2048);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut got, mut truncated) = (Vec::new(), 0);
+    while (got.is_empty() || truncated == 0) && Instant::now() < deadline {
+        if rx.wait_readable(Duration::from_millis(50)).unwrap() {
+            batch.recv(rx.as_fd()).unwrap();
+            truncated += batch.truncated();
+            got.extend(batch.iter().map(|d| d.data.to_vec()));
+        }
+    }
+    assert_eq!(truncated, 1);
+    assert_eq!(got, [b"small".to_vec()]);
+}
+
+fn leak(ports: Vec<u16>) -> &'static [u16] {
+    Box::leak(ports.into_boxed_slice())
+}
+
+#[test]
+fn bind_spec_walks_the_fallback_ports() {
+    let opts = SocketOptions::default();
+    let taken = bind(&opts);
+    let p = taken.local_addr().port();
+    // A port that was free a moment ago; the test would only fail if another
+    // process grabbed it in between.
+    let q = bind(&opts).local_addr().port();
+    let spec = |fallback: Vec<u16>, any_port| SocketSpec {
+        id: SocketId::SERVER,
+        bind: SocketAddrV4::new(LO, p),
+        fallback_ports: leak(fallback),
+        any_port,
+    };
+    assert_eq!(UdpSocket::bind_spec(&spec(vec![q], false), &opts).unwrap().local_addr().port(), q);
+    let err = UdpSocket::bind_spec(&spec(vec![p], false), &opts).unwrap_err();
+    assert!(err.is_port_unavailable(), "{err}");
+    let any = UdpSocket::bind_spec(&spec(vec![p], true), &opts).unwrap();
+    assert_ne!(any.local_addr().port(), p);
+}
+
+#[test]
+fn reuse_port_shares_a_port_only_when_asked() {
+    let plain = SocketOptions::default();
+    let a = bind(&plain);
+    assert!(UdpSocket::bind(a.local_addr(), &plain).unwrap_err().is_port_unavailable());
+    let shared = SocketOptions { reuse_port: true, ..SocketOptions::default() };
+    let b = bind(&shared);
+    let c = UdpSocket::bind(b.local_addr(), &shared).unwrap();
+    assert_eq!(b.local_addr(), c.local_addr());
+}
