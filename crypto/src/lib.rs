@@ -23,6 +23,7 @@ pub mod hash;
 pub mod noise;
 pub mod ns;
 pub mod secretbox;
+pub mod secretstream;
 pub mod sign;
 pub mod signable;
 pub mod token;

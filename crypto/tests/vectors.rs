@@ -14,13 +14,16 @@ use std::path::PathBuf;
 use serde_json::Value;
 use tern_crypto::hash::{hash32, hash32_keyed, host_token};
 use tern_crypto::noise::dh::{dh_scalar, ed25519_dh};
-use tern_crypto::noise::{holepunch_secret, stream_id};
+use tern_crypto::noise::{holepunch_secret, stream_id, unordered_send_key};
 use tern_crypto::ns;
 use tern_crypto::secretbox;
+use tern_crypto::secretstream::frame::{FrameDecoder, encode_frame};
+use tern_crypto::secretstream::{SecretStream, UnorderedReceiver, UnorderedSender};
 use tern_crypto::sign::verify;
 use tern_crypto::signable::{announce_signable, mutable_signable, unannounce_signable};
 use tern_crypto::{
-    HandshakeResult, IkInitiator, IkResponder, KeyPair, PublicKey, Signature, TokenSecrets, node_id,
+    HandshakeResult, IkInitiator, IkResponder, KeyPair, PublicKey, Signature, TokenSecrets,
+    XxInitiator, XxResponder, node_id,
 };
 
 fn path(rel: &str) -> PathBuf {
@@ -447,5 +450,226 @@ fn noise_ik() {
     assert_eq!(rr.local_stream_id(), a32(&v["hex"]));
     f.mark("ik-stream-id-responder");
 
+    f.assert_all_checked();
+}
+
+/// Compares each side's produced frames, in order, with the file's frame vectors (`from` =
+/// "initiator" / "responder"); marks every frame vector it matched.
+fn check_frames(f: &mut File, initiator: &[Vec<u8>], responder: &[Vec<u8>]) {
+    let (mut i, mut r) = (initiator.iter(), responder.iter());
+    for v in f.vectors() {
+        let name = v["name"].as_str().unwrap().to_owned();
+        let produced = match v["from"].as_str().unwrap() {
+            "initiator" => i.next(),
+            "responder" => r.next(),
+            other => panic!("{name}: unknown side {other}"),
+        };
+        let produced = produced.unwrap_or_else(|| panic!("{name}: side produced too few frames"));
+        let want = hx(&v["hex"]);
+        assert_eq!(hex::encode(produced), hex::encode(&want), "{name}");
+        assert_eq!(want.len() as u64, v["totalLength"].as_u64().unwrap());
+        assert_eq!(want.len() as u64 - 3, v["declaredLength"].as_u64().unwrap());
+        f.mark(&name);
+    }
+    assert!(i.next().is_none() && r.next().is_none(), "more frames produced than in the file");
+}
+
+/// Feeds `frames` to `stream` as one byte stream cut into 7-byte chunks, returning the
+/// decrypted messages.
+fn receive(stream: &mut SecretStream, frames: &[Vec<u8>]) -> Vec<String> {
+    let wire = frames.concat();
+    let mut got = Vec::new();
+    for chunk in wire.chunks(7) {
+        stream.handle_data(chunk).unwrap();
+        while let Some(m) = stream.poll_message().unwrap() {
+            got.push(hex::encode(m));
+        }
+    }
+    got
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(body, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn secret_stream_precompleted_ik() {
+    let mut f = File::load("transport/secret-stream-precompleted-ik.json");
+    let keys = f.json["keys"].clone();
+    let (c, s) = (&keys["client"], &keys["server"]);
+    let (c_seed, s_seed) = (a32(&c["seed"]), a32(&s["seed"]));
+    let (c_eph, s_eph) = (a32(&c["ephemeralSeed"]), a32(&s["ephemeralSeed"]));
+    assert_eq!(KeyPair::from_seed(&c_seed).public_key().0, a32(&c["publicKey"]));
+    assert_eq!(KeyPair::from_seed(&s_seed).public_key().0, a32(&s["publicKey"]));
+    assert_eq!(a32(&keys["noisePrologue"]), ns::NS_PEER_HANDSHAKE);
+    let (m1_want, m2_want) = (hx(&keys["ikMessage1Hex"]), hx(&keys["ikMessage2Hex"]));
+
+    // The payloads are not in the file: recover them by decrypting the real messages, then
+    // check that our handshake with the pinned ephemerals writes exactly those bytes.
+    let (_, p1) = IkResponder::new(&s_seed, &s_eph).unwrap().read_message_1(&m1_want).unwrap();
+    let server = PublicKey(a32(&s["publicKey"]));
+    let mut ini = IkInitiator::new(&c_seed, &server, &c_eph).unwrap();
+    let m1 = ini.write_message_1(&p1).unwrap();
+    assert_eq!(m1, m1_want);
+    let mut res = IkResponder::new(&s_seed, &s_eph).unwrap();
+    let (client, _) = res.read_message_1(&m1).unwrap();
+    assert_eq!(client.0, a32(&c["publicKey"]));
+    let (p2, ir) = ini.read_message_2(&m2_want).unwrap();
+    let (m2, rr) = res.write_message_2(&p2).unwrap();
+    assert_eq!(m2, m2_want);
+
+    assert_eq!(ir.hash, a64(&keys["handshakeHash"]));
+    assert_eq!(rr.hash, ir.hash);
+    assert_eq!(ir.tx, a32(&keys["clientTx"]));
+    assert_eq!(ir.rx, a32(&keys["clientRx"]));
+    assert_eq!(rr.tx, a32(&keys["serverTx"]));
+    assert_eq!(rr.rx, a32(&keys["serverRx"]));
+    assert_eq!(ir.holepunch_secret(), a32(&keys["holepunchSecret"]));
+    assert_eq!(ir.remote_stream_id(), a32(&keys["clientRemoteId"]));
+    assert_eq!(rr.remote_stream_id(), a32(&keys["serverRemoteId"]));
+
+    let header = |v: &Value| -> [u8; 24] { hx(v).try_into().unwrap() };
+    let mut cs = SecretStream::new(&ir, &header(&c["secretstreamHeader"]));
+    let mut ss = SecretStream::new(&rr, &header(&s["secretstreamHeader"]));
+    let to_server = strings(&f.json["receivedByServer"]);
+    let to_client = strings(&f.json["receivedByClient"]);
+    let mut c_frames = vec![cs.header_frame().to_vec()];
+    for m in &to_server {
+        let mut out = Vec::new();
+        cs.encrypt_frame(&hex::decode(m).unwrap(), &mut out).unwrap();
+        c_frames.push(out);
+    }
+    let mut s_frames = vec![ss.header_frame().to_vec()];
+    for m in &to_client {
+        let mut out = Vec::new();
+        ss.encrypt_frame(&hex::decode(m).unwrap(), &mut out).unwrap();
+        s_frames.push(out);
+    }
+    check_frames(&mut f, &c_frames, &s_frames);
+    assert_eq!(receive(&mut ss, &c_frames), to_server);
+    assert_eq!(receive(&mut cs, &s_frames), to_client);
+    f.assert_all_checked();
+}
+
+#[test]
+fn secret_stream_xx_session() {
+    let mut f = File::load("transport/secret-stream-xx-session.json");
+    let keys = f.json["keys"].clone();
+    let (ik, rk) = (&keys["initiator"], &keys["responder"]);
+    assert_eq!(f.json["pins"]["initiator"]["ephemeralSeed"], ik["ephemeralSeed"]);
+    assert_eq!(f.json["pins"]["responder"]["ephemeralSeed"], rk["ephemeralSeed"]);
+    let (i_seed, r_seed) = (a32(&ik["seed"]), a32(&rk["seed"]));
+    assert_eq!(
+        KeyPair::from_seed(&i_seed).to_libsodium_secret_key().to_vec(),
+        hx(&ik["secretKey"])
+    );
+    assert_eq!(
+        KeyPair::from_seed(&r_seed).to_libsodium_secret_key().to_vec(),
+        hx(&rk["secretKey"])
+    );
+
+    // Handshake, frame by frame.
+    let mut xi = XxInitiator::new(&i_seed, &a32(&ik["ephemeralSeed"])).unwrap();
+    let mut xr = XxResponder::new(&r_seed, &a32(&rk["ephemeralSeed"])).unwrap();
+    let m1 = xi.write_message_1(&[]).unwrap();
+    assert!(xr.read_message_1(&m1).unwrap().is_empty());
+    let m2 = xr.write_message_2(&[]).unwrap();
+    let (rs, p2) = xi.read_message_2(&m2).unwrap();
+    assert!(p2.is_empty());
+    assert_eq!(rs.0, a32(&keys["initiatorRemotePublicKey"]));
+    let (m3, ir) = xi.write_message_3(&[]).unwrap();
+
+    // The responder reads the initiator's byte stream through one FrameDecoder: message 1,
+    // message 3 and the header frame right behind it, then hands the decoder to its stream.
+    let header = |v: &Value| -> [u8; 24] { hx(v).try_into().unwrap() };
+    let mut is = SecretStream::new(&ir, &header(&ik["secretstreamHeader"]));
+    let mut dec = FrameDecoder::new();
+    dec.handle_data(&frame(&m1)).unwrap();
+    assert_eq!(dec.poll_frame().unwrap().map(|b| b.to_vec()), Some(m1.clone()));
+    let mut tail = frame(&m3);
+    tail.extend_from_slice(&is.header_frame());
+    dec.handle_data(&tail).unwrap();
+    let body3 = dec.poll_frame().unwrap().unwrap().to_vec();
+    let (p3, rr) = xr.read_message_3(&body3).unwrap();
+    assert!(p3.is_empty());
+    assert_eq!(dec.buffered(), is.header_frame().as_slice());
+    assert_eq!(rr.remote_public_key.0, a32(&keys["responderRemotePublicKey"]));
+    assert_eq!(ir.hash, a64(&keys["handshakeHash"]));
+    assert_eq!(rr.hash, ir.hash);
+    assert_eq!(keys["responderHandshakeHashEqual"], true);
+    assert_eq!(ir.local_stream_id(), a32(&keys["initiatorStreamId"]));
+    assert_eq!(rr.local_stream_id(), a32(&keys["responderStreamId"]));
+
+    let mut rs_stream = SecretStream::from_keys(
+        false,
+        &rr.tx,
+        &rr.rx,
+        &rr.hash,
+        &header(&rk["secretstreamHeader"]),
+        dec,
+    );
+
+    // Data frames in the order of `writes`.
+    let mut i_frames = vec![frame(&m1), frame(&m3), is.header_frame().to_vec()];
+    let mut r_frames = vec![frame(&m2), rs_stream.header_frame().to_vec()];
+    let mut i_data = Vec::new();
+    let mut r_data = Vec::new();
+    for w in f.json["writes"].as_array().unwrap().clone() {
+        let mut out = Vec::new();
+        let plain = hx(&w["plaintextHex"]);
+        match w["side"].as_str().unwrap() {
+            "initiator" => {
+                is.encrypt_frame(&plain, &mut out).unwrap();
+                i_data.push(out.clone());
+                i_frames.push(out);
+            }
+            "responder" => {
+                rs_stream.encrypt_frame(&plain, &mut out).unwrap();
+                r_data.push(out.clone());
+                r_frames.push(out);
+            }
+            other => panic!("unknown side {other}"),
+        }
+    }
+    check_frames(&mut f, &i_frames, &r_frames);
+    // The keepalive frame is the 20-byte one.
+    assert!(i_frames.iter().any(|fr| fr.len() == 20 && fr[..3] == [17, 0, 0]));
+
+    // The responder's decoder already holds the initiator's header frame.
+    assert_eq!(receive(&mut rs_stream, &i_data), strings(&f.json["receivedByResponder"]));
+    let mut r_wire = vec![rs_stream.header_frame().to_vec()];
+    r_wire.extend(r_data);
+    assert_eq!(receive(&mut is, &r_wire), strings(&f.json["receivedByInitiator"]));
+
+    // Unordered messages.
+    let uk = &keys["unorderedKeys"];
+    assert_eq!(unordered_send_key(&ir.hash, true), a32(&uk["initiatorSendKey"]));
+    assert_eq!(unordered_send_key(&ir.hash, false), a32(&uk["initiatorRecvKey"]));
+    assert_eq!(unordered_send_key(&rr.hash, false), a32(&uk["responderSendKey"]));
+    assert_eq!(unordered_send_key(&rr.hash, true), a32(&uk["responderRecvKey"]));
+    let start: [u8; 8] = hx(&ik["unorderedCounterStart"]).try_into().unwrap();
+    assert_eq!(
+        hx(&f.json["pins"]["responder"]["unorderedCounterStart"]),
+        hx(&rk["unorderedCounterStart"])
+    );
+    let mut sender = UnorderedSender::new(&ir.hash, true, start);
+    let receiver = UnorderedReceiver::new(&rr.hash, false);
+    let boxes = strings(&f.json["unorderedBoxes"]);
+    let opened = strings(&f.json["unorderedOpenedByResponder"]);
+    assert_eq!(boxes.len(), opened.len());
+    for (b, o) in boxes.iter().zip(&opened) {
+        let mut env = Vec::new();
+        sender.seal(&hex::decode(o).unwrap(), &mut env).unwrap();
+        assert_eq!(&hex::encode(&env), b);
+        let mut out = Vec::new();
+        receiver.open(&env, &mut out).unwrap();
+        assert_eq!(&hex::encode(out), o);
+    }
     f.assert_all_checked();
 }

@@ -1,0 +1,337 @@
+//! The secret-stream session after the handshake: header exchange and data frames, sans-IO
+//! (spec `hyperswarm-transport.md` §2.4–2.5).
+//!
+//! Each side sends one header frame, `uint24le(56) || own stream id (32) || secretstream header
+//! (24)`, then data frames `uint24le(len + 17) || push(plaintext)`. It does not wait for the
+//! peer's header before sending. The first frame received must be the peer's header: 56 bytes
+//! starting with the peer's stream id, else the stream is destroyed. Its 24-byte header starts
+//! the pull state keyed with `rx`.
+//!
+//! Driving it: write [`SecretStream::header_frame`] once, then [`SecretStream::encrypt_frame`]
+//! per message; feed received bytes to [`SecretStream::handle_data`] and drain
+//! [`SecretStream::poll_message`] until it returns `None`. Any receive error is final, as in JS
+//! where it destroys the stream.
+
+use core::ops::Range;
+
+use zeroize::Zeroizing;
+
+use super::cipher::{ABYTES, CipherError, HEADER_LEN, PullStream, PushStream, TAG_MESSAGE};
+use super::frame::{FRAME_PREFIX_LEN, FrameDecoder, FrameError, MAX_FRAME_BODY, encode_prefix};
+use crate::noise::{HandshakeResult, stream_id};
+
+/// Body length of a header frame: stream id + secretstream header.
+pub const HEADER_BODY_LEN: usize = 32 + HEADER_LEN;
+/// Total length of a header frame on the wire (59).
+pub const HEADER_FRAME_LEN: usize = FRAME_PREFIX_LEN + HEADER_BODY_LEN;
+/// Largest plaintext one frame carries: `2^24 - 1 - 17` = 16777198 bytes.
+pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_BODY - ABYTES;
+
+/// Secret-stream failures. Receive-side variants are remote input and end the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The first frame was not a 56-byte header carrying the peer's stream id.
+    #[error("invalid secret-stream header received")]
+    InvalidHeader,
+    /// A data frame body shorter than 17 bytes.
+    #[error("secret-stream frame too short")]
+    FrameTooShort,
+    /// A data frame failed authentication.
+    #[error("secret-stream frame failed to decrypt")]
+    Decrypt,
+    /// The peer declared a frame above the configured limit.
+    #[error("secret-stream frame of {0} bytes too large")]
+    FrameTooLarge(usize),
+    /// `handle_data` without draining `poll_message` (local misuse).
+    #[error("receive buffer full; drain messages first")]
+    BufferFull,
+    /// A message longer than [`MAX_MESSAGE_LEN`] (local misuse; JS fails the write too).
+    #[error("message of {0} bytes too large for one frame")]
+    MessageTooLarge(usize),
+    /// An earlier receive error destroyed the stream.
+    #[error("secret-stream already failed")]
+    Destroyed,
+}
+
+impl From<FrameError> for StreamError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::TooLarge(n) => StreamError::FrameTooLarge(n),
+            FrameError::BodyTooLong(n) => StreamError::MessageTooLarge(n),
+            _ => StreamError::BufferFull,
+        }
+    }
+}
+
+/// Receive state: waiting for the peer's header, running, or dead.
+enum Rx {
+    AwaitHeader { key: Zeroizing<[u8; 32]>, remote_id: [u8; 32] },
+    Open(PullStream),
+    Failed,
+}
+
+/// One side of an established secret-stream (both directions).
+pub struct SecretStream {
+    is_initiator: bool,
+    push: PushStream,
+    header_frame: [u8; HEADER_FRAME_LEN],
+    rx: Rx,
+    decoder: FrameDecoder,
+}
+
+impl SecretStream {
+    /// Session keyed by a completed handshake (hyperdht's IK, or secret-stream's own XX);
+    /// `header` is 24 random bytes from the caller for this side's secretstream header.
+    #[must_use]
+    pub fn new(handshake: &HandshakeResult, header: &[u8; HEADER_LEN]) -> Self {
+        Self::from_keys(
+            handshake.is_initiator,
+            &handshake.tx,
+            &handshake.rx,
+            &handshake.hash,
+            header,
+            FrameDecoder::new(),
+        )
+    }
+
+    /// Session from raw keys (JS `opts.handshake = {tx, rx, hash}`), continuing with `decoder`
+    /// (pass the handshake's decoder to keep bytes that arrived behind the last handshake
+    /// message, or `FrameDecoder::new()`).
+    #[must_use]
+    pub fn from_keys(
+        is_initiator: bool,
+        tx: &[u8; 32],
+        rx: &[u8; 32],
+        hash: &[u8; 64],
+        header: &[u8; HEADER_LEN],
+        decoder: FrameDecoder,
+    ) -> Self {
+        let mut header_frame = [0u8; HEADER_FRAME_LEN];
+        header_frame[..FRAME_PREFIX_LEN].copy_from_slice(&[HEADER_BODY_LEN as u8, 0, 0]);
+        header_frame[FRAME_PREFIX_LEN..FRAME_PREFIX_LEN + 32]
+            .copy_from_slice(&stream_id(hash, is_initiator));
+        header_frame[FRAME_PREFIX_LEN + 32..].copy_from_slice(header);
+        Self {
+            is_initiator,
+            push: PushStream::new(tx, header),
+            header_frame,
+            rx: Rx::AwaitHeader {
+                key: Zeroizing::new(*rx),
+                remote_id: stream_id(hash, !is_initiator),
+            },
+            decoder,
+        }
+    }
+
+    /// Whether this side initiated the handshake.
+    #[must_use]
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    /// The 59-byte header frame to send first.
+    #[must_use]
+    pub fn header_frame(&self) -> [u8; HEADER_FRAME_LEN] {
+        self.header_frame
+    }
+
+    /// Appends the data frame `uint24le(len + 17) || push(plaintext)` to `out`. An empty
+    /// plaintext is a keepalive (a 20-byte frame).
+    pub fn encrypt_frame(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), StreamError> {
+        if plaintext.len() > MAX_MESSAGE_LEN {
+            return Err(StreamError::MessageTooLarge(plaintext.len()));
+        }
+        let body_len = plaintext.len() + ABYTES;
+        let prefix = encode_prefix(body_len)?;
+        let start = out.len();
+        out.reserve(FRAME_PREFIX_LEN + body_len);
+        out.extend_from_slice(&prefix);
+        out.push(0);
+        out.extend_from_slice(plaintext);
+        out.extend_from_slice(&[0; 16]);
+        self.push
+            .push_in_place(TAG_MESSAGE, &mut out[start + FRAME_PREFIX_LEN..])
+            .map_err(|_| StreamError::FrameTooShort)
+    }
+
+    /// Buffers received bytes. Drain [`SecretStream::poll_message`] before the next call.
+    pub fn handle_data(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        if matches!(self.rx, Rx::Failed) {
+            return Err(StreamError::Destroyed);
+        }
+        self.decoder.handle_data(data).map_err(StreamError::from)
+    }
+
+    /// Whether the peer's header frame has been received and checked.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        matches!(self.rx, Rx::Open(_))
+    }
+
+    /// The next decrypted message (empty for a keepalive), or `None` when no complete frame is
+    /// buffered. The peer's header frame is consumed here and not returned. The slice is valid
+    /// until the next call on this stream. An error destroys the stream.
+    pub fn poll_message(&mut self) -> Result<Option<&[u8]>, StreamError> {
+        match self.poll_inner() {
+            Ok(Some(range)) => Ok(Some(self.decoder.range(range))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.rx = Rx::Failed;
+                Err(e)
+            }
+        }
+    }
+
+    /// Processes frames until a message is decrypted; returns its plaintext's range in the
+    /// decoder's buffer.
+    fn poll_inner(&mut self) -> Result<Option<Range<usize>>, StreamError> {
+        loop {
+            if matches!(self.rx, Rx::Failed) {
+                return Err(StreamError::Destroyed);
+            }
+            let Some(range) = self.decoder.next_frame_range()? else {
+                return Ok(None);
+            };
+            let body = self.decoder.range_mut(range.clone());
+            match &mut self.rx {
+                Rx::AwaitHeader { key, remote_id } => {
+                    let header = parse_header(body, remote_id)?;
+                    let pull = PullStream::new(key, &header);
+                    self.rx = Rx::Open(pull);
+                }
+                Rx::Open(pull) => {
+                    pull.pull_in_place(body).map_err(|e| match e {
+                        CipherError::TooShort => StreamError::FrameTooShort,
+                        _ => StreamError::Decrypt,
+                    })?;
+                    // Plaintext sits between the tag byte and the MAC.
+                    return Ok(Some(range.start + 1..range.end - 16));
+                }
+                Rx::Failed => return Err(StreamError::Destroyed),
+            }
+        }
+    }
+}
+
+/// Checks a header frame body against the expected peer id; returns its secretstream header.
+fn parse_header(body: &[u8], remote_id: &[u8; 32]) -> Result<[u8; HEADER_LEN], StreamError> {
+    if body.len() != HEADER_BODY_LEN {
+        return Err(StreamError::InvalidHeader);
+    }
+    let (id, header) = body.split_at(32);
+    // Not secret (both ids derive from the public transcript hash); a plain compare suffices.
+    if id != remote_id {
+        return Err(StreamError::InvalidHeader);
+    }
+    let mut out = [0u8; HEADER_LEN];
+    out.copy_from_slice(header);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pair() -> (SecretStream, SecretStream) {
+        let hash = [7u8; 64];
+        let (a_tx, b_tx) = ([1u8; 32], [2u8; 32]);
+        let a = SecretStream::from_keys(true, &a_tx, &b_tx, &hash, &[3; 24], FrameDecoder::new());
+        let b = SecretStream::from_keys(false, &b_tx, &a_tx, &hash, &[4; 24], FrameDecoder::new());
+        (a, b)
+    }
+
+    fn drain(s: &mut SecretStream) -> Result<Vec<Vec<u8>>, StreamError> {
+        let mut out = Vec::new();
+        while let Some(m) = s.poll_message()? {
+            out.push(m.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn header_then_messages() {
+        let (mut a, mut b) = pair();
+        let mut wire = a.header_frame().to_vec();
+        a.encrypt_frame(b"hi", &mut wire).unwrap();
+        a.encrypt_frame(b"", &mut wire).unwrap();
+        assert_eq!(wire.len(), 59 + 3 + 2 + 17 + 20);
+        assert!(!b.is_open());
+        b.handle_data(&wire).unwrap();
+        assert_eq!(drain(&mut b).unwrap(), vec![b"hi".to_vec(), Vec::new()]);
+        assert!(b.is_open());
+    }
+
+    #[test]
+    fn wrong_header_id_destroys() {
+        let (mut a, _) = pair();
+        // The initiator's own header is not what the initiator expects from its peer.
+        let own = a.header_frame();
+        a.handle_data(&own).unwrap();
+        assert_eq!(a.poll_message(), Err(StreamError::InvalidHeader));
+        assert_eq!(a.poll_message(), Err(StreamError::Destroyed));
+        assert_eq!(a.handle_data(&[0]), Err(StreamError::Destroyed));
+        // A data frame where the header should be.
+        let (mut a, mut b) = pair();
+        let mut wire = Vec::new();
+        a.encrypt_frame(&[0; 39], &mut wire).unwrap(); // 56-byte body, wrong content
+        b.handle_data(&wire).unwrap();
+        assert_eq!(b.poll_message(), Err(StreamError::InvalidHeader));
+    }
+
+    #[test]
+    fn tampered_and_short_frames_destroy() {
+        for flip in [3usize, 4, 10, 20] {
+            let (mut a, mut b) = pair();
+            b.handle_data(&a.header_frame()).unwrap();
+            let mut wire = Vec::new();
+            a.encrypt_frame(b"secret", &mut wire).unwrap();
+            wire[flip] ^= 1;
+            b.handle_data(&wire).unwrap();
+            assert_eq!(b.poll_message(), Err(StreamError::Decrypt), "flip {flip}");
+        }
+        let (a, mut b) = pair();
+        b.handle_data(&a.header_frame()).unwrap();
+        b.handle_data(&[16, 0, 0]).unwrap();
+        b.handle_data(&[0; 16]).unwrap();
+        assert_eq!(b.poll_message(), Err(StreamError::FrameTooShort));
+    }
+
+    #[test]
+    fn oversized_message_refused_locally() {
+        let (mut a, _) = pair();
+        let mut out = Vec::new();
+        let err = a.encrypt_frame(&vec![0; MAX_MESSAGE_LEN + 1], &mut out);
+        assert_eq!(err, Err(StreamError::MessageTooLarge(MAX_MESSAGE_LEN + 1)));
+        assert!(out.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn messages_survive_any_chunking(
+            msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..12),
+            cuts in proptest::collection::vec(1usize..97, 0..100),
+        ) {
+            let (mut a, mut b) = pair();
+            let mut wire = a.header_frame().to_vec();
+            for m in &msgs {
+                a.encrypt_frame(m, &mut wire).unwrap();
+            }
+            let mut got = Vec::new();
+            let mut rest = &wire[..];
+            let mut cuts = cuts.into_iter();
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap_or(97).min(rest.len());
+                b.handle_data(&rest[..n]).unwrap();
+                got.extend(drain(&mut b).unwrap());
+                rest = &rest[n..];
+            }
+            prop_assert_eq!(got, msgs);
+        }
+    }
+}
