@@ -1,1 +1,43 @@
-//! tern-driver: event loops that run sans-IO endpoints on real sockets (work in progress).
+//! tern-driver: runs sans-IO endpoints on real UDP sockets (DESIGN.md "One core,
+//! three drivers").
+//!
+//! This crate holds the portable driver — level-triggered epoll with recvmmsg/sendmmsg
+//! batches — for hosts where io_uring is unavailable (Docker's default seccomp profile
+//! blocks it). Each driver thread runs many [`tern_base::Endpoint`]s (one DHT node, or
+//! thousands of loadgen peers): it binds their sockets, stamps each received batch
+//! once with the driver's clock, feeds datagrams, commands and timeouts in, and sends
+//! what they queue. Other threads reach an endpoint only through its bounded mailbox
+//! ([`EndpointHandle::send`]).
+//!
+//! Layout, so the io_uring backend can slot in beside epoll: `shard` is the
+//! backend-independent loop turn (deliver batches → timers → flush) and `backend` the
+//! small syscall seam (`Backend`: wait, recv batch, send batch) it runs on.
+//! `timers` keeps deadlines in a lazily-pruned min-heap so a turn never scans all
+//! endpoints; `shared` has the mailbox message type and the eventfd waker.
+//!
+//! What it is not: no protocol logic (that is in the cores), no thread pinning or
+//! SO_REUSEPORT sharding policy yet (the thread-per-core node builds that on top by
+//! spawning one endpoint per thread with `reuse_port` sockets).
+
+#![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod backend;
+mod builder;
+mod clock;
+mod driver;
+mod shard;
+mod shared;
+mod stats;
+mod timers;
+
+pub use builder::{
+    BACKLOG_BYTES, BACKLOG_DATAGRAMS, COMMANDS_PER_TURN, DATAGRAMS_PER_SOCKET, DriverBuilder,
+    MAILBOX_CAPACITY, MAX_ENDPOINTS_PER_THREAD, TIME_PER_SOCKET, TIMEOUTS_PER_TURN, TX_CAPACITY,
+    WorkLimits,
+};
+pub use driver::{
+    Driver, DriverError, EndpointHandle, MAX_SOCKETS_PER_ENDPOINT, SendError, SpawnError,
+};
+pub use stats::DriverStats;
+pub use tern_udp::SocketOptions;
