@@ -32,5 +32,6 @@ pub use hash::{hash32, hash32_keyed, hash64, node_id};
 pub use noise::{
     HandshakeError, HandshakeResult, IkInitiator, IkResponder, XxInitiator, XxResponder,
 };
+pub use secretstream::{SecretStream, StreamError};
 pub use sign::{KeyPair, PublicKey, Signature, SignatureError};
 pub use token::TokenSecrets;

@@ -298,4 +298,22 @@ mod tests {
         run(false);
         run(true);
     }
+
+    proptest::proptest! {
+        // Each case runs several handshakes (slow curve arithmetic in debug builds).
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn arbitrary_bytes_never_panic(msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let (mut i, mut r, _) = ik_pair();
+            let _ = r.read_message_1(&msg);
+            let _ = i.write_message_1(b"x");
+            let _ = i.read_message_2(&msg);
+            let mut xr = XxResponder::new(&[2; 32], &[4; 32]).unwrap();
+            let _ = xr.read_message_1(&msg);
+            let mut xi = XxInitiator::new(&[1; 32], &[3; 32]).unwrap();
+            let _ = xi.write_message_1(&[]);
+            let _ = xi.read_message_2(&msg);
+            let _ = xr.read_message_3(&msg);
+        }
+    }
 }

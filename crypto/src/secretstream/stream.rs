@@ -334,4 +334,23 @@ mod tests {
             prop_assert_eq!(got, msgs);
         }
     }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            with_header: bool,
+            junk in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let (a, mut b) = pair();
+            if with_header {
+                b.handle_data(&a.header_frame()).unwrap();
+            }
+            for chunk in junk.chunks(50) {
+                if b.handle_data(chunk).is_err() {
+                    break;
+                }
+                while let Ok(Some(_)) = b.poll_message() {}
+            }
+        }
+    }
 }
