@@ -606,14 +606,7 @@ fn secret_stream_xx_session() {
     assert_eq!(ir.local_stream_id(), a32(&keys["initiatorStreamId"]));
     assert_eq!(rr.local_stream_id(), a32(&keys["responderStreamId"]));
 
-    let mut rs_stream = SecretStream::from_keys(
-        false,
-        &rr.tx,
-        &rr.rx,
-        &rr.hash,
-        &header(&rk["secretstreamHeader"]),
-        dec,
-    );
+    let mut rs_stream = SecretStream::with_decoder(&rr, &header(&rk["secretstreamHeader"]), dec);
 
     // Data frames in the order of `writes`.
     let mut i_frames = vec![frame(&m1), frame(&m3), is.header_frame().to_vec()];

@@ -85,13 +85,25 @@ impl SecretStream {
     /// `header` is 24 random bytes from the caller for this side's secretstream header.
     #[must_use]
     pub fn new(handshake: &HandshakeResult, header: &[u8; HEADER_LEN]) -> Self {
+        Self::with_decoder(handshake, header, FrameDecoder::new())
+    }
+
+    /// Like [`SecretStream::new`], continuing with the decoder that carried the handshake
+    /// frames (secret-stream's XX): bytes it buffered behind the last handshake message, such
+    /// as the peer's header frame, are processed by this stream.
+    #[must_use]
+    pub fn with_decoder(
+        handshake: &HandshakeResult,
+        header: &[u8; HEADER_LEN],
+        decoder: FrameDecoder,
+    ) -> Self {
         Self::from_keys(
             handshake.is_initiator,
             &handshake.tx,
             &handshake.rx,
             &handshake.hash,
             header,
-            FrameDecoder::new(),
+            decoder,
         )
     }
 
