@@ -19,6 +19,8 @@
 //! rather than one per endpoint.
 
 mod sockets;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::io;
@@ -386,6 +388,16 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                 Msg::Add(new) => new.alive.store(false, Ordering::Release),
                 Msg::Command { .. } => self.stats.commands_dropped += 1,
             }
+        }
+    }
+}
+
+impl<E: Endpoint, B: Backend> Drop for Shard<E, B> {
+    /// Also runs when an endpoint panicked and unwound the thread: handles must then
+    /// see their endpoints gone rather than alive forever.
+    fn drop(&mut self) {
+        for live in self.slots.iter().filter_map(|s| s.live.as_ref()) {
+            live.alive.store(false, Ordering::Release);
         }
     }
 }

@@ -250,6 +250,9 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                 live.endpoint.handle_datagram(now, id, d.from, d.data, &mut self.tx);
             }
             taken += n;
+            if live.endpoint.is_closed() {
+                break; // settle removes it; the rest of its input is moot
+            }
             // A short batch means the socket was empty a moment ago: skip the
             // EAGAIN round trip (level-triggered epoll reports later arrivals).
             if n < self.rx.slots() {
