@@ -245,7 +245,7 @@ fn the_work_limiter_shares_a_turn_between_sockets() {
     let quiet_addr = bound(&quiet_events)[0];
 
     // Hold the thread while 400 datagrams pile up on one socket and 5 on the other.
-    busy.send(Cmd::Stall(Duration::from_millis(200))).unwrap();
+    busy.send(Cmd::Stall(Duration::from_millis(500))).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let mut client = Client::new();
     let flood: Vec<[u8; 2]> = (0..400u16).map(u16::to_be_bytes).collect();
