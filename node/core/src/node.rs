@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub host: Ipv4Addr,
     /// Server socket port; 0 = the hyperdht default range, then any.
     pub port: u16,
+    /// Bind the server socket to an OS-chosen port (clients, probes, load generators),
+    /// ignoring `port`.
+    pub random_port: bool,
     /// Wall-clock ms at the driver's epoch (for bump drift checks).
     pub wall_clock_offset_ms: u64,
 }
@@ -39,6 +42,7 @@ impl Default for NodeConfig {
             store: StoreLimits::default(),
             host: Ipv4Addr::UNSPECIFIED,
             port: 0,
+            random_port: false,
             wall_clock_offset_ms: 0,
         }
     }
@@ -151,6 +155,7 @@ pub struct Node {
     next_op: u64,
     host: Ipv4Addr,
     port: u16,
+    random_port: bool,
     next_gc: Timestamp,
     bootstrap_on_bind: bool,
 }
@@ -172,9 +177,15 @@ impl Node {
             next_op: 1 << 48,
             host: config.host,
             port: config.port,
+            random_port: config.random_port,
             next_gc: now + Duration::from_secs(5),
             bootstrap_on_bind: true,
         }
+    }
+
+    /// The announcements this node keeps refreshed: (topic, key pair).
+    pub fn active_announcements(&self) -> Vec<(NodeId, KeyPair)> {
+        self.announcements.iter().map(|(k, a)| (k.0, a.key_pair.clone())).collect()
     }
 
     /// Whether [`Endpoint::bound`] starts the bootstrap walk (default true).
@@ -348,6 +359,7 @@ impl Endpoint for Node {
 
     fn sockets(&self) -> Vec<SocketSpec> {
         let (port, fallback, any) = match self.port {
+            _ if self.random_port => (0, &[][..], true),
             0 => (DEFAULT_PORT, DEFAULT_FALLBACK_PORTS, true),
             p => (p, &[][..], false),
         };

@@ -131,8 +131,11 @@ impl Rpc {
     pub fn bootstrap(&mut self, now: Timestamp, tx: &mut TxQueue) {
         let target = *self.table.id();
         let spec = QuerySpec::new(target, true, InternalCommand::FindNode as u64, None);
-        let q = self.query(now, spec, tx);
-        self.bootstrap_query = Some(q);
+        // Recorded before the query starts: with nobody to ask (a bootstrapper, the
+        // first node of a network) it finishes inside `start_query`.
+        let id = self.next_handle();
+        self.bootstrap_query = Some(QueryId(id));
+        self.start_query(now, id, spec, tx);
     }
 
     /// Adds table and bootstrap seeds to a new query (spec §7 step 1).

@@ -555,12 +555,24 @@ impl Rpc {
     /// as [`RpcEvent::QueryDone`].
     pub fn query(&mut self, now: Timestamp, spec: QuerySpec, tx: &mut TxQueue) -> QueryId {
         let id = self.next_handle();
+        self.start_query(now, id, spec, tx);
+        QueryId(id)
+    }
+
+    /// Starts a query under a pre-allocated id (so callers can record the id before a
+    /// query with no one to ask finishes synchronously).
+    pub(crate) fn start_query(
+        &mut self,
+        now: Timestamp,
+        id: u64,
+        spec: QuerySpec,
+        tx: &mut TxQueue,
+    ) {
         let mut q = Query::new(spec);
         self.seed_query(&mut q);
         self.queries.insert(id, q);
         self.last_query_tick = self.tick;
         self.drive_query(now, id, tx);
-        QueryId(id)
     }
 
     /// Cancels a query; no further events are emitted for it.

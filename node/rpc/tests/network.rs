@@ -164,3 +164,17 @@ fn nodes_bootstrap_turn_persistent_and_find_the_closest() {
     assert!(closest.iter().all(|r| r.token.is_none()), "FIND_NODE replies carry no token");
     assert!(net.delivered > 100);
 }
+
+#[test]
+fn a_lone_bootstrapper_finishes_bootstrapping_at_once() {
+    let addr = server_addr(0);
+    let config =
+        RpcConfig { public_addr: Some(addr), server_port: addr.port(), ..RpcConfig::default() };
+    let mut rpc = Rpc::new(config, Timestamp::ZERO, 1, [0; 32]);
+    let mut tx = TxQueue::new(16);
+    rpc.bootstrap(Timestamp::ZERO, &mut tx);
+    assert!(tx.is_empty(), "nobody to ask");
+    let events: Vec<_> = std::iter::from_fn(|| rpc.poll_event()).collect();
+    assert!(events.contains(&RpcEvent::Bootstrapped), "{events:?}");
+    assert!(rpc.is_bootstrapped() && rpc.is_persistent());
+}

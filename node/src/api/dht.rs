@@ -1,0 +1,331 @@
+//! [`Dht`]: the Rust API of a tern node, shaped after hyperdht's (`lookup`, `announce`,
+//! `unannounce`, `findPeer`, `mutablePut/Get`, `immutablePut/Get`, `destroy`).
+//!
+//! A `Dht` owns (or shares) a driver thread that runs the node; every method sends a
+//! command through the driver's bounded mailbox and returns a [`Pending`] or a
+//! [`LookupStream`] at once.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+
+use futures_channel::mpsc;
+use tern_base::NodeId;
+use tern_core::{Node, NodeCommand, NodeConfig, NodeStats};
+use tern_crypto::KeyPair;
+use tern_dht::{MutableValue, OpOutput, PeerInfo};
+use tern_driver::{Driver, DriverBuilder, EndpointHandle, SendError};
+use tern_rpc::RpcConfig;
+
+use crate::api::endpoint::{ApiCommand, ApiNode, Route, Shared};
+use crate::api::error::{BindError, DhtError};
+use crate::api::pending::{LookupStream, Pending};
+
+/// The public HyperDHT bootstrap nodes, used when no bootstrap list is given, as the
+/// JS reference does. Tests never use them.
+pub const PUBLIC_BOOTSTRAP: [&str; 3] =
+    ["88.99.3.86:49737", "142.93.90.113:49737", "138.68.147.8:49737"];
+
+/// Buffered lookup replies per stream; replies beyond are dropped (and counted) rather
+/// than buffering without bound when the caller reads slowly.
+const LOOKUP_BUFFER: usize = 1024;
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct DhtConfig {
+    /// Bootstrap nodes; empty means the public HyperDHT network.
+    pub bootstrap: Vec<SocketAddrV4>,
+    /// Host to bind (default 0.0.0.0).
+    pub host: Ipv4Addr,
+    /// Server port; 0 means hyperdht's default 49737–49741, then any free port.
+    pub port: u16,
+    /// `Some(false)`: become persistent as soon as the address is known (like
+    /// `ephemeral: false`); `Some(true)`: stay a client; `None`: adaptive.
+    pub ephemeral: Option<bool>,
+    /// Assume a firewall (send from a separate client socket) until tested otherwise.
+    pub firewalled: bool,
+    /// Never contact the public network even with an empty bootstrap list (a first node
+    /// of a private network).
+    pub no_public_bootstrap: bool,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: Vec::new(),
+            host: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            ephemeral: None,
+            firewalled: true,
+            no_public_bootstrap: false,
+        }
+    }
+}
+
+/// Driver threads that run [`Dht`] nodes; share one among many nodes with
+/// [`Dht::start_on`] (a test network, a load generator).
+pub type NodeDriver = Driver<ApiNode>;
+
+/// Starts a driver for `threads` threads named `name`.
+pub fn node_driver(threads: usize, name: &str) -> Result<NodeDriver, BindError> {
+    DriverBuilder::new()
+        .threads(threads)
+        .name(name)
+        .start::<ApiNode>()
+        .map_err(|e| BindError::Driver(e.to_string()))
+}
+
+/// A running HyperDHT node.
+pub struct Dht {
+    handle: EndpointHandle<ApiNode>,
+    shared: Arc<Mutex<Shared>>,
+    /// The driver this node owns (None when it runs on a shared driver).
+    driver: Option<NodeDriver>,
+}
+
+impl std::fmt::Debug for Dht {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dht").field("local_addr", &self.local_addr()).finish_non_exhaustive()
+    }
+}
+
+fn random_seeds() -> Result<(u64, [u8; 32]), BindError> {
+    let mut buf = [0u8; 40];
+    getrandom::fill(&mut buf).map_err(|e| BindError::Random(e.to_string()))?;
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&buf[..8]);
+    let mut secret = [0u8; 32];
+    secret.copy_from_slice(&buf[8..]);
+    Ok((u64::from_le_bytes(seed), secret))
+}
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Dht {
+    /// Starts a node on its own driver thread and bootstraps it.
+    pub fn bind(config: DhtConfig) -> Result<Dht, BindError> {
+        let mut bootstrap = config.bootstrap.clone();
+        if bootstrap.is_empty() && !config.no_public_bootstrap {
+            bootstrap = PUBLIC_BOOTSTRAP.iter().filter_map(|s| s.parse().ok()).collect();
+        }
+        let rpc = RpcConfig {
+            bootstrap,
+            firewalled: config.firewalled,
+            ephemeral: config.ephemeral,
+            ..RpcConfig::default()
+        };
+        Self::start(NodeConfig {
+            rpc,
+            host: config.host,
+            port: config.port,
+            ..NodeConfig::default()
+        })
+    }
+
+    /// Starts a bootstrap node at `host:port`: persistent from the start with id
+    /// `H32(host:port)`, no bootstrap list, never falling back to another port (like
+    /// hyperdht's `DHT.bootstrapper(port, host)`).
+    pub fn bootstrapper(port: u16, host: Ipv4Addr) -> Result<Dht, BindError> {
+        if host.is_unspecified() {
+            return Err(BindError::UnspecifiedHost(host));
+        }
+        let public = SocketAddrV4::new(host, port);
+        let rpc = RpcConfig { public_addr: Some(public), ..RpcConfig::default() };
+        Self::start(NodeConfig { rpc, host, port, ..NodeConfig::default() })
+    }
+
+    /// Starts a node from a full [`NodeConfig`].
+    pub fn start(mut config: NodeConfig) -> Result<Dht, BindError> {
+        let driver = node_driver(1, "tern-dht")?;
+        let mut dht = Self::start_on(&driver, {
+            config.wall_clock_offset_ms = wall_clock_ms();
+            config
+        })?;
+        dht.driver = Some(driver);
+        Ok(dht)
+    }
+
+    /// Starts a node on an existing driver (many nodes can share one thread).
+    pub fn start_on(driver: &NodeDriver, config: NodeConfig) -> Result<Dht, BindError> {
+        let (seed, secret) = random_seeds()?;
+        let node = Node::new(config, driver.now(), seed, secret);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let endpoint = ApiNode::new(node, shared.clone());
+        let handle =
+            driver.spawn_endpoint(endpoint).map_err(|e| BindError::Driver(e.to_string()))?;
+        Ok(Dht { handle, shared, driver: None })
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The server socket's local address (once bound).
+    pub fn local_addr(&self) -> Option<SocketAddrV4> {
+        self.shared().local.first().copied()
+    }
+
+    /// Our node id, once persistent.
+    pub fn id(&self) -> Option<NodeId> {
+        self.shared().persistent
+    }
+
+    /// Whether the node is persistent (stores records, appears in routing tables).
+    pub fn is_persistent(&self) -> bool {
+        self.shared().persistent.is_some()
+    }
+
+    /// Resolves when the bootstrap walk has finished.
+    pub fn ready(&self) -> Pending<()> {
+        let (tx, pending) = Pending::channel();
+        let mut s = self.shared();
+        if s.bootstrapped {
+            let _ = tx.send(Ok(()));
+        } else if s.closed {
+            let _ = tx.send(Err(DhtError::Closed));
+        } else {
+            s.ready_waiters.push(tx);
+        }
+        pending
+    }
+
+    /// Sends an operation; its output is transformed by `f` when it arrives.
+    fn op<T: Send + 'static>(
+        &self,
+        cmd: NodeCommand,
+        f: impl FnOnce(OpOutput) -> T + Send + 'static,
+    ) -> Pending<T> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        if let Err(e) = self.handle.send(ApiCommand::Op(Box::new(cmd), Route::Once(tx))) {
+            return failed(matches!(e, SendError::Full(_)));
+        }
+        Pending::map_rx(rx, f)
+    }
+
+    /// Streams the peers announced under `topic`.
+    pub fn lookup(&self, topic: [u8; 32]) -> LookupStream {
+        let (tx, rx) = mpsc::channel(LOOKUP_BUFFER);
+        let _ = self
+            .handle
+            .send(ApiCommand::Op(Box::new(NodeCommand::Lookup(NodeId(topic))), Route::Lookup(tx)));
+        LookupStream { rx }
+    }
+
+    /// Announces `key_pair` under `topic` on the closest nodes and keeps it announced
+    /// (re-announced every 5 minutes) until [`Dht::unannounce`] or [`Dht::destroy`].
+    /// Resolves to the number of nodes that stored it.
+    pub fn announce(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        relay_addresses: &[SocketAddrV4],
+    ) -> Pending<usize> {
+        let cmd = NodeCommand::Announce {
+            topic: NodeId(topic),
+            key_pair: key_pair.clone(),
+            relay_addresses: relay_addresses.to_vec(),
+        };
+        self.op(cmd, stored)
+    }
+
+    /// Removes `key_pair`'s record under `topic` and stops re-announcing it.
+    pub fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Pending<usize> {
+        self.op(
+            NodeCommand::Unannounce { topic: NodeId(topic), key_pair: key_pair.clone() },
+            stored,
+        )
+    }
+
+    /// Finds the record (relays) of the server with `public_key`.
+    pub fn find_peer(&self, public_key: [u8; 32]) -> Pending<Option<PeerInfo>> {
+        self.op(NodeCommand::FindPeer(public_key), |o| match o {
+            OpOutput::Peer(p) => p,
+            _ => None,
+        })
+    }
+
+    /// Stores a signed mutable record; resolves to the number of nodes that stored it.
+    pub fn mutable_put(&self, key_pair: &KeyPair, value: &[u8], seq: u64) -> Pending<usize> {
+        let cmd =
+            NodeCommand::MutablePut { key_pair: key_pair.clone(), value: value.to_vec(), seq };
+        self.op(cmd, stored)
+    }
+
+    /// Fetches the mutable record of `public_key` with seq ≥ `seq`; with `latest` the
+    /// highest seq found by the whole query wins.
+    pub fn mutable_get(
+        &self,
+        public_key: [u8; 32],
+        seq: u64,
+        latest: bool,
+    ) -> Pending<Option<MutableValue>> {
+        self.op(NodeCommand::MutableGet { public_key, seq, latest }, |o| match o {
+            OpOutput::Mutable(m) => m,
+            _ => None,
+        })
+    }
+
+    /// Stores `value` under its hash; resolves to the hash.
+    pub fn immutable_put(&self, value: &[u8]) -> Pending<[u8; 32]> {
+        let hash = tern_crypto::hash32(value);
+        self.op(NodeCommand::ImmutablePut(value.to_vec()), move |_| hash)
+    }
+
+    /// Fetches the value whose BLAKE2b-256 hash is `hash` (verified).
+    pub fn immutable_get(&self, hash: [u8; 32]) -> Pending<Option<Vec<u8>>> {
+        self.op(NodeCommand::ImmutableGet(hash), |o| match o {
+            OpOutput::Immutable(v) => v,
+            _ => None,
+        })
+    }
+
+    /// Pings `addr`; resolves to whether it answered.
+    pub fn ping(&self, addr: SocketAddrV4) -> Pending<bool> {
+        let (tx, pending) = Pending::channel();
+        if let Err(e) =
+            self.handle.send(ApiCommand::Op(Box::new(NodeCommand::Ping(addr)), Route::Ping(tx)))
+        {
+            return failed(matches!(e, SendError::Full(_)));
+        }
+        pending
+    }
+
+    /// A snapshot of the node's counters.
+    pub fn stats(&self) -> Pending<NodeStats> {
+        let (tx, pending) = Pending::channel();
+        if let Err(e) = self.handle.send(ApiCommand::Stats(tx)) {
+            return failed(matches!(e, SendError::Full(_)));
+        }
+        pending
+    }
+
+    /// Unannounces everything this node announced, then closes it and (if it owns
+    /// one) stops its driver thread.
+    pub fn destroy(mut self) -> Result<(), DhtError> {
+        let (tx, pending) = Pending::channel();
+        let result = match self.handle.send(ApiCommand::Destroy(tx)) {
+            Ok(()) => pending.wait(),
+            Err(_) => Err(DhtError::Closed),
+        };
+        if let Some(driver) = self.driver.take() {
+            // The node is closed either way; a driver error here has nothing to undo.
+            let _ = driver.shutdown();
+        }
+        result
+    }
+}
+
+fn stored(o: OpOutput) -> usize {
+    match o {
+        OpOutput::Stored { stored } => stored,
+        _ => 0,
+    }
+}
+
+/// A pending result that failed before reaching the node.
+fn failed<T: Send + 'static>(full: bool) -> Pending<T> {
+    Pending::ready(Err(if full { DhtError::Busy } else { DhtError::Closed }))
+}

@@ -1,0 +1,209 @@
+//! [`ApiNode`]: a [`Node`] wrapped for the Rust API. It runs on a driver thread and
+//! routes each operation's events to the channel of the caller that started it.
+
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex};
+
+use futures_channel::{mpsc, oneshot};
+use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
+use tern_core::{Node, NodeCommand, NodeEvent, NodeStats};
+use tern_dht::{DhtEvent, OpError, OpId, OpOutput};
+
+use crate::api::error::DhtError;
+use crate::api::pending::LookupReply;
+
+/// Where the outcome of one operation goes.
+#[derive(Debug)]
+pub enum Route {
+    /// Stream replies, then close.
+    Lookup(mpsc::Sender<LookupReply>),
+    /// One final result.
+    Once(oneshot::Sender<Result<OpOutput, DhtError>>),
+    /// A ping's outcome.
+    Ping(oneshot::Sender<Result<bool, DhtError>>),
+    /// Nobody waits (re-announces, destroy's unannounces).
+    Ignore,
+}
+
+/// A command from an API handle (opaque).
+#[derive(Debug)]
+pub enum ApiCommand {
+    /// A node operation and where its result goes (boxed: a command carrying a key
+    /// pair is ~10× the other variants, and mailbox slots are sized by the largest).
+    Op(Box<NodeCommand>, Route),
+    /// A snapshot of the counters.
+    Stats(oneshot::Sender<Result<NodeStats, DhtError>>),
+    /// Unannounce everything, then close.
+    Destroy(oneshot::Sender<Result<(), DhtError>>),
+}
+
+/// State the API handle reads without a round trip to the node's thread.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub local: Vec<SocketAddrV4>,
+    pub bootstrapped: bool,
+    pub persistent: Option<NodeId>,
+    pub ready_waiters: Vec<oneshot::Sender<Result<(), DhtError>>>,
+    pub closed: bool,
+}
+
+/// A destroy in progress: who waits, and the unannounces still running.
+type Destroying = (oneshot::Sender<Result<(), DhtError>>, Vec<OpId>);
+
+/// The endpoint a [`crate::Dht`] runs as on its driver thread (opaque: it wraps a
+/// `tern_core::Node` and routes results back to API callers).
+pub struct ApiNode {
+    node: Node,
+    routes: HashMap<OpId, Route>,
+    shared: Arc<Mutex<Shared>>,
+    destroying: Option<Destroying>,
+    closed: bool,
+    /// Lookup replies dropped because the caller did not read fast enough.
+    pub dropped_replies: u64,
+}
+
+impl ApiNode {
+    pub(crate) fn new(node: Node, shared: Arc<Mutex<Shared>>) -> Self {
+        Self {
+            node,
+            routes: HashMap::new(),
+            shared,
+            destroying: None,
+            closed: false,
+            dropped_replies: 0,
+        }
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A poisoned lock only means another thread panicked mid-update of plain data.
+        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Routes every pending node event.
+    fn drain(&mut self) {
+        while let Some(event) = self.node.poll_event() {
+            match event {
+                NodeEvent::Bootstrapped => {
+                    let mut s = self.shared();
+                    s.bootstrapped = true;
+                    for w in s.ready_waiters.drain(..) {
+                        let _ = w.send(Ok(()));
+                    }
+                }
+                NodeEvent::Persistent(id) => self.shared().persistent = Some(id),
+                NodeEvent::Ping { op, answered, .. } => {
+                    if let Some(Route::Ping(tx)) = self.routes.remove(&op) {
+                        let _ = tx.send(Ok(answered));
+                    }
+                }
+                NodeEvent::Dht(DhtEvent::LookupReply { op, from, peers, bump }) => {
+                    if let Some(Route::Lookup(tx)) = self.routes.get_mut(&op)
+                        && tx.try_send(LookupReply { from, peers, bump }).is_err()
+                    {
+                        self.dropped_replies += 1;
+                    }
+                }
+                NodeEvent::Dht(DhtEvent::Done { op, result }) => self.done(op, result),
+            }
+        }
+    }
+
+    fn done(&mut self, op: OpId, result: Result<OpOutput, OpError>) {
+        match self.routes.remove(&op) {
+            Some(Route::Once(tx)) => {
+                let _ = tx.send(result.map_err(DhtError::Op));
+            }
+            // Dropping the sender ends the caller's stream.
+            Some(Route::Lookup(_)) | Some(Route::Ping(_)) | Some(Route::Ignore) | None => {}
+        }
+        if let Some((_, waiting)) = self.destroying.as_mut() {
+            waiting.retain(|o| *o != op);
+            if waiting.is_empty() {
+                self.finish_destroy();
+            }
+        }
+    }
+
+    fn finish_destroy(&mut self) {
+        if let Some((tx, _)) = self.destroying.take() {
+            let _ = tx.send(Ok(()));
+        }
+        self.closed = true;
+        let mut s = self.shared();
+        s.closed = true;
+        for w in s.ready_waiters.drain(..) {
+            let _ = w.send(Err(DhtError::Closed));
+        }
+    }
+}
+
+impl Endpoint for ApiNode {
+    type Command = ApiCommand;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        self.node.sockets()
+    }
+
+    fn bound(&mut self, now: Timestamp, local: &[SocketAddrV4], tx: &mut TxQueue) {
+        self.shared().local = local.to_vec();
+        self.node.bound(now, local, tx);
+        self.drain();
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        socket: SocketId,
+        from: SocketAddrV4,
+        data: &[u8],
+        tx: &mut TxQueue,
+    ) {
+        self.node.handle_datagram(now, socket, from, data, tx);
+        self.drain();
+    }
+
+    fn handle_command(&mut self, now: Timestamp, command: ApiCommand, tx: &mut TxQueue) {
+        match command {
+            ApiCommand::Op(cmd, route) => {
+                if self.destroying.is_some() || self.closed {
+                    return;
+                }
+                if let Some(op) = self.node.handle_command(now, *cmd, tx) {
+                    self.routes.insert(op, route);
+                }
+            }
+            ApiCommand::Stats(tx) => {
+                let _ = tx.send(Ok(self.node.stats()));
+            }
+            ApiCommand::Destroy(done) => {
+                let mut waiting = Vec::new();
+                for (topic, key_pair) in self.node.active_announcements() {
+                    let cmd = NodeCommand::Unannounce { topic, key_pair };
+                    if let Some(op) = self.node.handle_command(now, cmd, tx) {
+                        self.routes.insert(op, Route::Ignore);
+                        waiting.push(op);
+                    }
+                }
+                self.destroying = Some((done, waiting));
+                if self.destroying.as_ref().is_some_and(|(_, w)| w.is_empty()) {
+                    self.finish_destroy();
+                }
+            }
+        }
+        self.drain();
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        self.node.handle_timeout(now, tx);
+        self.drain();
+    }
+
+    fn poll_timeout(&self) -> Timestamp {
+        self.node.poll_timeout()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+}

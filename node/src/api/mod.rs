@@ -1,0 +1,6 @@
+//! The Rust API: the [`dht::Dht`] handle, its results, and the endpoint it runs.
+
+pub(crate) mod dht;
+pub(crate) mod endpoint;
+pub(crate) mod error;
+pub(crate) mod pending;

@@ -1,0 +1,182 @@
+//! Command-line interface (clap). `run` holds the long-running commands (bootstrap,
+//! node, testnet), `probe` the one-shot checks an operator runs by hand.
+
+mod probe;
+mod run;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// tern: a high-capacity HyperDHT node, wire-compatible with the JavaScript hyperdht.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tern=debug`.
+    #[arg(long, global = true, env = "TERN_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by the probe commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeOpts {
+    /// Bootstrap node(s) of the network to probe (default: the public HyperDHT network).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Vec<SocketAddrV4>,
+    /// Print one JSON object per result line instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a bootstrap node: persistent from the start with id H32(host:port).
+    Bootstrap {
+        /// Public IPv4 address to bind and to be known by (not 0.0.0.0).
+        #[arg(long)]
+        host: Ipv4Addr,
+        /// UDP port.
+        #[arg(long, default_value_t = 49737)]
+        port: u16,
+    },
+    /// Run one or more DHT nodes until interrupted.
+    Node {
+        /// Bootstrap node(s); default: the public HyperDHT bootstrap list.
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap: Vec<SocketAddrV4>,
+        /// Host to bind.
+        #[arg(long, default_value = "0.0.0.0")]
+        host: Ipv4Addr,
+        /// First server port (0: hyperdht's default 49737–49741, then any).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// How many nodes to run (consecutive ports when --port is set).
+        #[arg(long, default_value_t = 1)]
+        nodes: u16,
+        /// Never become persistent (a pure client).
+        #[arg(long)]
+        ephemeral: bool,
+        /// Assume a firewall: stay ephemeral until the adaptive firewall test passes.
+        #[arg(long)]
+        firewalled: bool,
+    },
+    /// Run an isolated test network on loopback, check it, and keep it up.
+    Testnet {
+        /// Nodes besides the bootstrap node.
+        #[arg(long, default_value_t = 10)]
+        nodes: u16,
+        /// Loopback host for every node.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: Ipv4Addr,
+        /// The bootstrap node's port; nodes take the following ports.
+        #[arg(long, default_value_t = 49736)]
+        port: u16,
+    },
+    /// Ping a node.
+    Ping {
+        /// The node to ping.
+        addr: SocketAddrV4,
+        #[command(flatten)]
+        opts: ProbeOpts,
+    },
+    /// List the peers announced under a topic.
+    Lookup {
+        /// 32-byte topic, hex.
+        topic: String,
+        #[command(flatten)]
+        opts: ProbeOpts,
+    },
+    /// Announce a key pair under a topic.
+    Announce {
+        /// 32-byte topic, hex.
+        topic: String,
+        /// 32-byte key-pair seed, hex.
+        #[arg(long)]
+        seed: String,
+        /// Keep re-announcing for this many seconds before unannouncing and exiting.
+        #[arg(long = "for", value_name = "SECONDS", default_value_t = 0)]
+        duration: u64,
+        #[command(flatten)]
+        opts: ProbeOpts,
+    },
+    /// Store a signed mutable value.
+    MutablePut {
+        /// 32-byte key-pair seed, hex.
+        #[arg(long)]
+        seed: String,
+        /// The value (UTF-8 text).
+        value: String,
+        /// Sequence number.
+        #[arg(long, default_value_t = 0)]
+        seq: u64,
+        #[command(flatten)]
+        opts: ProbeOpts,
+    },
+    /// Fetch the latest mutable value of a public key.
+    MutableGet {
+        /// 32-byte public key, hex.
+        public_key: String,
+        /// Minimum sequence number.
+        #[arg(long, default_value_t = 0)]
+        seq: u64,
+        #[command(flatten)]
+        opts: ProbeOpts,
+    },
+    /// Store an immutable value; prints its hash.
+    ImmutablePut {
+        /// The value (UTF-8 text).
+        value: String,
+        #[command(flatten)]
+        opts: ProbeOpts,
+    },
+    /// Fetch an immutable value by hash.
+    ImmutableGet {
+        /// 32-byte BLAKE2b-256 hash, hex.
+        hash: String,
+        #[command(flatten)]
+        opts: ProbeOpts,
+    },
+}
+
+/// Parses a 32-byte hex argument.
+pub fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
+    let v = hex::decode(s.trim()).map_err(|e| anyhow::anyhow!("not hex: {e}"))?;
+    v.try_into().map_err(|v: Vec<u8>| anyhow::anyhow!("expected 32 bytes, got {}", v.len()))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let result = match cli.command {
+        Command::Bootstrap { host, port } => run::bootstrap(host, port),
+        Command::Node { bootstrap, host, port, nodes, ephemeral, firewalled } => {
+            run::nodes(bootstrap, host, port, nodes, ephemeral, firewalled)
+        }
+        Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port),
+        Command::Ping { addr, opts } => probe::ping(addr, &opts),
+        Command::Lookup { topic, opts } => probe::lookup(&topic, &opts),
+        Command::Announce { topic, seed, duration, opts } => {
+            probe::announce(&topic, &seed, duration, &opts)
+        }
+        Command::MutablePut { seed, value, seq, opts } => {
+            probe::mutable_put(&seed, &value, seq, &opts)
+        }
+        Command::MutableGet { public_key, seq, opts } => {
+            probe::mutable_get(&public_key, seq, &opts)
+        }
+        Command::ImmutablePut { value, opts } => probe::immutable_put(&value, &opts),
+        Command::ImmutableGet { hash, opts } => probe::immutable_get(&hash, &opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Long-running commands: a bootstrap node, N nodes, and the self-checking testnet.
+
+#![allow(clippy::print_stdout)] // the testnet's self-check is printed for a person
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tern::{Dht, KeyPair, NodeConfig, RpcConfig};
+
+/// How often long-running commands log their state.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+pub fn bootstrap(host: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+    let dht = Dht::bootstrapper(port, host).context("starting the bootstrap node")?;
+    dht.ready().wait()?;
+    tracing::info!(addr = %SocketAddrV4::new(host, port), id = ?dht.id(), "bootstrap node up");
+    watch(&[dht])
+}
+
+pub fn nodes(
+    bootstrap: Vec<SocketAddrV4>,
+    host: Ipv4Addr,
+    port: u16,
+    count: u16,
+    ephemeral: bool,
+    firewalled: bool,
+) -> anyhow::Result<()> {
+    let driver = tern::node_driver(1, "tern-node")?;
+    let public = bootstrap.is_empty();
+    let mut dhts = Vec::new();
+    for i in 0..count.max(1) {
+        let rpc = RpcConfig {
+            bootstrap: if public {
+                tern::PUBLIC_BOOTSTRAP.iter().filter_map(|s| s.parse().ok()).collect()
+            } else {
+                bootstrap.clone()
+            },
+            firewalled,
+            ephemeral: if ephemeral {
+                Some(true)
+            } else if firewalled {
+                None
+            } else {
+                Some(false)
+            },
+            ..RpcConfig::default()
+        };
+        let port = if port == 0 { 0 } else { port.saturating_add(i) };
+        let config = NodeConfig { rpc, host, port, ..NodeConfig::default() };
+        dhts.push(Dht::start_on(&driver, config)?);
+    }
+    for d in &dhts {
+        d.ready().wait()?;
+    }
+    tracing::info!(nodes = dhts.len(), "nodes bootstrapped");
+    watch(&dhts)
+}
+
+/// Logs each node's state every [`STATUS_EVERY`] until the process is interrupted.
+fn watch(dhts: &[Dht]) -> anyhow::Result<()> {
+    loop {
+        for d in dhts {
+            let stats = d.stats().wait()?;
+            tracing::info!(
+                addr = ?d.local_addr(),
+                persistent = d.is_persistent(),
+                table = stats.table_len,
+                records = stats.records,
+                requests = stats.rpc.app_requests + stats.rpc.internal_requests.iter().sum::<u64>(),
+                "status"
+            );
+        }
+        std::thread::sleep(STATUS_EVERY);
+    }
+}
+
+/// Waits until `f` holds, polling, for at most `limit`.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+pub fn testnet(count: u16, host: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+    if !host.is_loopback() {
+        bail!("the testnet binds loopback addresses only (got {host})");
+    }
+    let driver = tern::node_driver(1, "tern-testnet")?;
+    let boot_addr = SocketAddrV4::new(host, port);
+    let boot = Dht::start_on(
+        &driver,
+        NodeConfig {
+            rpc: RpcConfig { public_addr: Some(boot_addr), ..RpcConfig::default() },
+            host,
+            port,
+            ..NodeConfig::default()
+        },
+    )
+    .with_context(|| format!("starting the bootstrap node on {boot_addr}"))?;
+    boot.ready().wait()?;
+    println!("bootstrap node   {boot_addr}");
+    let mut nodes = Vec::new();
+    for i in 0..count.max(2) {
+        let rpc = RpcConfig {
+            bootstrap: vec![boot_addr],
+            ephemeral: Some(false),
+            firewalled: false,
+            ..RpcConfig::default()
+        };
+        let config =
+            NodeConfig { rpc, host, port: port.saturating_add(1 + i), ..NodeConfig::default() };
+        nodes.push(Dht::start_on(&driver, config)?);
+    }
+    for n in &nodes {
+        n.ready().wait()?;
+    }
+    if !wait_until(Duration::from_secs(30), || nodes.iter().all(Dht::is_persistent)) {
+        bail!("not every node became persistent within 30 s");
+    }
+    println!(
+        "nodes            {} persistent nodes on {host}:{}-{}",
+        nodes.len(),
+        port + 1,
+        port + nodes.len() as u16
+    );
+    self_check(&nodes)?;
+    println!();
+    println!("join it from JavaScript:");
+    println!("  const DHT = require('hyperdht')");
+    println!("  const dht = new DHT({{ bootstrap: ['{boot_addr}'], host: '{host}' }})");
+    println!("or from tern:");
+    println!("  tern lookup <TOPIC_HEX> --bootstrap {boot_addr}");
+    println!();
+    println!("testnet up; Ctrl-C stops it");
+    let mut all = vec![boot];
+    all.extend(nodes);
+    watch(&all)
+}
+
+/// Announce + lookup, mutable put/get and immutable put/get across different nodes.
+fn self_check(nodes: &[Dht]) -> anyhow::Result<()> {
+    let (a, b) = (&nodes[0], &nodes[nodes.len() - 1]);
+    let key_pair = KeyPair::from_seed(&[0x5e; 32]);
+    let topic = tern_crypto::hash32(b"tern testnet self-check");
+    let stored = a.announce(topic, &key_pair, &[]).wait()?;
+    let found = b
+        .lookup(topic)
+        .flat_map(|r| r.peers)
+        .any(|p| p.public_key == *key_pair.public_key().as_bytes());
+    if !found {
+        bail!("self-check: an announced peer was not found by lookup");
+    }
+    println!("check            announce on {stored} nodes + lookup from another node: ok");
+    a.unannounce(topic, &key_pair).wait()?;
+
+    let value = b"hello from the tern testnet";
+    a.mutable_put(&key_pair, value, 1).wait()?;
+    let got = b.mutable_get(*key_pair.public_key().as_bytes(), 0, true).wait()?;
+    if got.as_ref().map(|v| v.value.as_slice()) != Some(&value[..]) {
+        bail!("self-check: mutable_get did not return the value put");
+    }
+    println!("check            mutable put + get: ok");
+    let hash = a.immutable_put(value).wait()?;
+    if b.immutable_get(hash).wait()?.as_deref() != Some(&value[..]) {
+        bail!("self-check: immutable_get did not return the value put");
+    }
+    println!("check            immutable put + get: ok");
+    Ok(())
+}
