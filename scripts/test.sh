@@ -13,6 +13,10 @@ for crate in crypto node/base node/wire node/rpc node/dht node/udx node/core nod
   cmp -s core-clippy.toml "$crate/clippy.toml" || { echo "$crate/clippy.toml differs from core-clippy.toml"; exit 1; }
 done
 
+step "JS reference for the interop tests (npm ci in interop/)"
+command -v node >/dev/null || { echo "Node.js is required for the interop tests"; exit 1; }
+(cd interop && npm ci --no-audit --no-fund)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

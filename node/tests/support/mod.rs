@@ -1,0 +1,164 @@
+//! Test support for live interop: a JS reference peer (`interop/peer.js`, real
+//! hyperdht 6.34.0 from npm) driven over JSON lines, and helpers to start tern nodes.
+//! Everything binds 127.0.0.1; every wait is bounded.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tern::{Dht, NodeConfig, NodeDriver, RpcConfig};
+
+/// The interop folder; its `node_modules` is installed by `scripts/test.sh` (`npm ci`).
+pub fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop")
+}
+
+/// A running `peer.js` process.
+pub struct JsPeer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    next_id: u64,
+    /// The `nodes` array of the ready line.
+    pub nodes: Vec<Value>,
+}
+
+impl JsPeer {
+    /// Starts `node peer.js <options>` and waits (≤ 60 s) for its ready line.
+    pub fn start(options: Value) -> JsPeer {
+        let dir = interop_dir();
+        assert!(
+            dir.join("node_modules/hyperdht").is_dir(),
+            "the JS reference is not installed: run `npm ci` in {} (scripts/test.sh does)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg("peer.js")
+            .arg(options.to_string())
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (Node.js) must be installed to run interop tests");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut peer = JsPeer { child, stdin, lines, next_id: 0, nodes: Vec::new() };
+        let ready = peer.next_line(Duration::from_secs(60)).expect("peer.js ready line");
+        assert_eq!(ready["event"], "ready", "peer.js failed: {ready}");
+        peer.nodes = ready["nodes"].as_array().unwrap().clone();
+        peer
+    }
+
+    fn next_line(&self, timeout: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Some(serde_json::from_str(&line).expect("peer.js prints JSON lines")),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Runs one command; `Ok(result)` or `Err(error message)`. Waits at most 60 s.
+    pub fn call(&mut self, op: &str, mut args: Value) -> Result<Value, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        args["id"] = json!(id);
+        args["op"] = json!(op);
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{args}").unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Some(msg) = self.next_line(left) else { break };
+            if msg["id"] == json!(id) {
+                return if msg["ok"] == json!(true) {
+                    Ok(msg["result"].clone())
+                } else {
+                    Err(msg["error"].as_str().unwrap_or("?").to_owned())
+                };
+            }
+        }
+        panic!("peer.js did not answer {op} within 60 s");
+    }
+
+    /// `call` that must succeed.
+    pub fn ok(&mut self, op: &str, args: Value) -> Value {
+        self.call(op, args).unwrap_or_else(|e| panic!("peer.js {op} failed: {e}"))
+    }
+}
+
+impl Drop for JsPeer {
+    fn drop(&mut self) {
+        // Closing stdin makes peer.js destroy its nodes and exit; kill if it lingers.
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tern bootstrap node at 127.0.0.1:`port`.
+pub fn tern_bootstrapper(driver: &NodeDriver, port: u16) -> Dht {
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let config = NodeConfig {
+        rpc: RpcConfig { public_addr: Some(addr), ..RpcConfig::default() },
+        host: Ipv4Addr::LOCALHOST,
+        port,
+        ..NodeConfig::default()
+    };
+    let dht = Dht::start_on(driver, config).expect("bootstrapper binds");
+    dht.ready().wait().unwrap();
+    dht
+}
+
+/// A persistent tern node (like JS `ephemeral: false, firewalled: false`) on 127.0.0.1.
+pub fn tern_node(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16) -> Dht {
+    let config = NodeConfig {
+        rpc: RpcConfig {
+            bootstrap: vec![bootstrap],
+            ephemeral: Some(false),
+            firewalled: false,
+            ..RpcConfig::default()
+        },
+        host: Ipv4Addr::LOCALHOST,
+        port,
+        ..NodeConfig::default()
+    };
+    Dht::start_on(driver, config).expect("node binds")
+}
+
+/// Waits (≤ `limit`) until `f` holds.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+pub fn localhost(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+}
