@@ -9,18 +9,20 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use tern::{Dht, DhtConfig, KeyPair};
+use tern::{Dht, KeyPair, NodeConfig, RpcConfig};
 
 use super::{ProbeOpts, hex32};
 
 /// A client node for one probe: ephemeral, random port, ready.
 fn client(opts: &ProbeOpts) -> anyhow::Result<Dht> {
-    let dht = Dht::bind(DhtConfig {
-        bootstrap: opts.bootstrap.clone(),
-        ephemeral: Some(true),
-        ..DhtConfig::default()
-    })
-    .context("starting the client node")?;
+    let bootstrap = if opts.bootstrap.is_empty() {
+        tern::PUBLIC_BOOTSTRAP.iter().filter_map(|s| s.parse().ok()).collect()
+    } else {
+        opts.bootstrap.clone()
+    };
+    let rpc = RpcConfig { bootstrap, ephemeral: Some(true), ..RpcConfig::default() };
+    let dht = Dht::start(NodeConfig { rpc, random_port: true, ..NodeConfig::default() })
+        .context("starting the client node")?;
     dht.ready().wait().context("bootstrapping")?;
     Ok(dht)
 }
