@@ -35,7 +35,7 @@ mod socket;
 
 pub use recv::{RecvBatch, RxDatagram};
 pub use send::{OutDatagram, SendBatch, SendOutcome};
-pub use socket::{BindError, BufferSizes, SocketOptions, UdpSocket};
+pub use socket::{BindError, BufferSizes, SocketOptions, UdpSocket, raise_open_file_limit};
 
 /// Receive buffer sizes tried in order, largest first (ref: udx-native tries 1 MiB,
 /// 512 KiB, 256 KiB and 208 KiB). Linux silently clamps a request to

@@ -323,3 +323,34 @@ fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddrV4> {
     }
     from_sockaddr(&sa, len).ok_or_else(|| io::Error::other("getsockname: not an IPv4 address"))
 }
+
+/// Raises this process's open-file soft limit towards `wanted` (capped at the hard
+/// limit) and returns the soft limit now in force. Load generators and nodes running
+/// thousands of endpoints hold two sockets per endpoint, far above the usual 1024.
+pub fn raise_open_file_limit(wanted: u64) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively borrowed `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < wanted {
+        let raised = libc::rlimit { rlim_cur: wanted.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        // SAFETY: setrlimit reads one valid `rlimit`; raising the soft limit up to the hard
+        // limit needs no privilege and cannot invalidate existing descriptors.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    lim.rlim_cur
+}
+
+#[cfg(test)]
+mod limit_tests {
+    #[test]
+    fn open_file_limit_only_goes_up() {
+        let before = super::raise_open_file_limit(0);
+        assert!(before > 0);
+        let after = super::raise_open_file_limit(before + 1);
+        assert!(after >= before);
+    }
+}

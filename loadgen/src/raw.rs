@@ -1,0 +1,286 @@
+//! Raw request capacity: dht-rpc requests (PING, FIND_NODE, LOOKUP) fired at one target
+//! at an offered rate, matched to replies by (socket, tid), with latency measured from
+//! the *scheduled* send time so a slow target cannot hide latency (no coordinated
+//! omission).
+//!
+//! A real dht-rpc node could not do this: its congestion window allows 80 requests per
+//! 750 ms. The generator instead drives many sockets from one thread with
+//! `sendmmsg`/`recvmmsg` batches, each socket owning its 65 536 tids, which bounds the
+//! requests in flight to `sockets × 65 536`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tern_base::Rng;
+use tern_udp::{OutDatagram, RecvBatch, SendBatch, SocketOptions, UdpSocket};
+use tern_wire::rpc::{Message, Request};
+use tern_wire::{Decode, Encode};
+
+use crate::stats::OpStats;
+
+/// What each request asks.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCommand {
+    /// Internal PING.
+    Ping,
+    /// Internal FIND_NODE for a random target.
+    FindNode,
+    /// hyperdht LOOKUP for one of a few topics.
+    Lookup,
+}
+
+impl RawCommand {
+    /// Lower-case name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::FindNode => "find_node",
+            Self::Lookup => "lookup",
+        }
+    }
+}
+
+/// How requests arrive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrivals {
+    /// Open loop: Poisson arrivals at this many requests per second.
+    Open(f64),
+    /// Closed loop: keep this many requests in flight.
+    Closed(usize),
+}
+
+/// A raw-capacity run.
+#[derive(Debug, Clone)]
+pub struct RawConfig {
+    /// The node under test.
+    pub target: SocketAddrV4,
+    /// What to ask.
+    pub command: RawCommand,
+    /// Arrival process.
+    pub arrivals: Arrivals,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Sockets to spread requests over.
+    pub sockets: usize,
+    /// A request unanswered after this long is a timeout.
+    pub timeout: Duration,
+    /// Local host to bind (a 127.x address).
+    pub bind: Ipv4Addr,
+    /// Seed for targets and arrival times.
+    pub seed: u64,
+}
+
+const NO_REQUEST: u64 = 0;
+/// Datagrams sent per `sendmmsg` and received per `recvmmsg`.
+const BATCH: usize = 256;
+
+/// One socket with its own tid space.
+struct Lane {
+    socket: UdpSocket,
+    /// Scheduled send time (ns since start, +1 so 0 means free) per tid.
+    pending: Vec<u64>,
+    next_tid: u16,
+    out: Vec<Vec<u8>>,
+}
+
+/// Runs the load; `progress` is called about every 100 ms with (elapsed, stats so far).
+pub fn run(
+    cfg: &RawConfig,
+    mut progress: impl FnMut(Duration, &OpStats),
+) -> anyhow::Result<OpStats> {
+    let options = SocketOptions::default();
+    let mut lanes = Vec::with_capacity(cfg.sockets);
+    for _ in 0..cfg.sockets.max(1) {
+        let socket = UdpSocket::bind(SocketAddrV4::new(cfg.bind, 0), &options)
+            .with_context(|| format!("binding a load socket on {}", cfg.bind))?;
+        lanes.push(Lane {
+            socket,
+            pending: vec![NO_REQUEST; 65_536],
+            next_tid: 0,
+            out: Vec::new(),
+        });
+    }
+    let mut rng = Rng::from_seed(cfg.seed);
+    let mut stats = OpStats::new(cfg.command.name());
+    let mut recv = RecvBatch::new(BATCH, 2048);
+    let mut send = SendBatch::new(BATCH);
+    let topics: Vec<[u8; 32]> = (0..16).map(|_| rng.bytes32()).collect();
+    let start = Instant::now();
+    let timeout_ns = cfg.timeout.as_nanos() as u64;
+    let end_ns = cfg.duration.as_nanos() as u64;
+    // Replies still arriving after the last send are waited for one timeout.
+    let drain_end_ns = end_ns + timeout_ns;
+    let mut next_arrival_ns = 0u64;
+    let mut in_flight = 0usize;
+    let mut lane_rr = 0usize;
+    let mut last_sweep = 0u64;
+    let mut last_progress = 0u64;
+    loop {
+        let now = start.elapsed().as_nanos() as u64;
+        if now >= drain_end_ns || (now >= end_ns && in_flight == 0) {
+            break;
+        }
+        // Issue what is due.
+        let mut issued = 0;
+        while now < end_ns && issued < BATCH * 4 {
+            let due = match cfg.arrivals {
+                Arrivals::Open(_) => next_arrival_ns <= now,
+                Arrivals::Closed(n) => in_flight < n,
+            };
+            if !due {
+                break;
+            }
+            let scheduled = match cfg.arrivals {
+                Arrivals::Open(rate) => {
+                    let t = next_arrival_ns;
+                    next_arrival_ns += exp_interval_ns(&mut rng, rate);
+                    t
+                }
+                Arrivals::Closed(_) => now,
+            };
+            let lane = &mut lanes[lane_rr % cfg.sockets.max(1)];
+            lane_rr += 1;
+            let tid = lane.next_tid;
+            lane.next_tid = lane.next_tid.wrapping_add(1);
+            if lane.pending[usize::from(tid)] != NO_REQUEST {
+                // The tid wrapped onto a request never answered: it timed out.
+                stats.timeouts += 1;
+                in_flight -= 1;
+            }
+            lane.pending[usize::from(tid)] = scheduled + 1;
+            let target_bytes = match cfg.command {
+                RawCommand::Ping => None,
+                RawCommand::FindNode => Some(rng.bytes32()),
+                RawCommand::Lookup => Some(topics[rng.below(topics.len() as u64) as usize]),
+            };
+            let (internal, command) = match cfg.command {
+                RawCommand::Ping => (true, 0),
+                RawCommand::FindNode => (true, 2),
+                RawCommand::Lookup => (false, 3),
+            };
+            let req = Request {
+                tid,
+                to: cfg.target,
+                id: None,
+                token: None,
+                internal,
+                command,
+                target: target_bytes.as_ref(),
+                value: None,
+            };
+            lane.out.push(req.to_vec());
+            stats.sent += 1;
+            in_flight += 1;
+            issued += 1;
+        }
+        for lane in &mut lanes {
+            if lane.out.is_empty() {
+                continue;
+            }
+            let mut items =
+                lane.out.iter().map(|d| OutDatagram { dest: cfg.target, ttl: None, data: d });
+            while items.len() > 0 {
+                let outcome = send.send(lane.socket.as_fd(), &mut items);
+                if outcome.would_block || outcome.done() == 0 {
+                    break;
+                }
+            }
+            lane.out.clear();
+        }
+        // Collect replies.
+        let mut received = 0;
+        for lane in &mut lanes {
+            loop {
+                // EAGAIN (nothing queued) and real errors both end this socket's turn.
+                let n = recv.recv(lane.socket.as_fd()).unwrap_or_default();
+                if n == 0 {
+                    break;
+                }
+                received += n;
+                let now = start.elapsed().as_nanos() as u64;
+                for d in recv.iter() {
+                    let Ok(Message::Response(res)) = Message::decode(d.data) else { continue };
+                    let slot = &mut lane.pending[usize::from(res.tid)];
+                    if *slot == NO_REQUEST {
+                        continue;
+                    }
+                    let scheduled = *slot - 1;
+                    *slot = NO_REQUEST;
+                    in_flight -= 1;
+                    let latency = now.saturating_sub(scheduled);
+                    if latency > timeout_ns {
+                        stats.timeouts += 1;
+                    } else if res.error != 0 {
+                        stats.record_error(res.error);
+                    } else {
+                        stats.record_ok(latency / 1000);
+                    }
+                }
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+        // Expire requests older than the timeout (every 100 ms).
+        if now - last_sweep > 100_000_000 {
+            last_sweep = now;
+            for lane in &mut lanes {
+                for slot in lane.pending.iter_mut().filter(|s| **s != NO_REQUEST) {
+                    if now.saturating_sub(*slot - 1) > timeout_ns {
+                        *slot = NO_REQUEST;
+                        stats.timeouts += 1;
+                        in_flight -= 1;
+                    }
+                }
+            }
+        }
+        if now - last_progress > 100_000_000 {
+            last_progress = now;
+            progress(Duration::from_nanos(now.min(end_ns)), &stats);
+        }
+        if issued == 0 && received == 0 {
+            // Idle: sleep until the next arrival, but never long enough to delay replies.
+            let until = match cfg.arrivals {
+                Arrivals::Open(_) => next_arrival_ns.saturating_sub(now),
+                Arrivals::Closed(_) => 50_000,
+            };
+            if until > 50_000 {
+                std::thread::sleep(Duration::from_nanos(until.min(200_000)));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    // Whatever is still pending never got an answer.
+    stats.timeouts += lanes
+        .iter()
+        .map(|l| l.pending.iter().filter(|s| **s != NO_REQUEST).count() as u64)
+        .sum::<u64>();
+    Ok(stats)
+}
+
+/// An exponential inter-arrival time for a Poisson process at `rate` per second.
+fn exp_interval_ns(rng: &mut Rng, rate: f64) -> u64 {
+    // 53 random bits as a uniform in (0, 1].
+    let u = ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    ((-u.ln()) / rate * 1e9) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_intervals_average_to_the_rate() {
+        let mut rng = Rng::from_seed(1);
+        let n = 100_000;
+        let total: u64 = (0..n).map(|_| exp_interval_ns(&mut rng, 1000.0)).sum();
+        let mean_ms = total as f64 / n as f64 / 1e6;
+        assert!((mean_ms - 1.0).abs() < 0.02, "mean interval {mean_ms} ms");
+    }
+}
