@@ -85,9 +85,10 @@ impl Handler for DhtServer {
             return;
         };
         match cmd {
+            // Stored values are borrowed into the reply, never cloned (no allocation).
             Command::FindPeer => {
-                let value = self.store.router.get(&target).map(|r| r.record.clone());
-                out.reply(value.as_deref());
+                let value = self.store.router.get(&target).map(|r| r.record.as_slice());
+                out.reply(value);
             }
             Command::Lookup => self.lookup(&target, out),
             Command::Announce => self.announce(now, req, &target, &own_id, out),
@@ -96,8 +97,8 @@ impl Handler for DhtServer {
             Command::MutableGet => self.mutable_get(q, &target, out),
             Command::ImmutablePut => self.immutable_put(q, &target, out),
             Command::ImmutableGet => {
-                let value = self.store.immutables.get(&target).cloned();
-                out.reply(value.as_deref());
+                let value = self.store.immutables.get(&target).map(Vec::as_slice);
+                out.reply(value);
             }
             // No plugins are registered: the reference stays silent.
             Command::Plugin => {}
@@ -154,7 +155,7 @@ impl DhtServer {
             return;
         };
         let Some(peer) = msg.peer else {
-            return self.refresh_only(&msg, target, req.from, out);
+            return self.refresh_only(&msg, req.from, out);
         };
         let Some(sig) = msg.signature else {
             self.store.stats.malformed += 1;
@@ -178,8 +179,9 @@ impl DhtServer {
         }
         let mut rec = [0u8; MAX_RECORD_LEN];
         let rec_len = truncated_record(&peer, &mut rec);
-        self.store_record(target, peer.public_key, &rec[..rec_len], req.from);
-        if msg.bump != 0 {
+        let self_announce = self.store_record(target, peer.public_key, &rec[..rec_len], req.from);
+        // hyperdht keeps bumps for topic records only, never for a self-announce.
+        if msg.bump != 0 && !self_announce {
             let wall_now = self.wall_clock_offset_ms + now.as_millis();
             let stored = self.store.bumps.peek(target).map_or(0, |b| b.0);
             if msg.bump > stored && msg.bump <= wall_now + BUMP_DRIFT_MS {
@@ -194,12 +196,19 @@ impl DhtServer {
     }
 
     /// A self-announce (target = H32(pk)) becomes a router entry; anything else a topic
-    /// record.
-    fn store_record(&mut self, target: &NodeId, pk: &[u8; 32], record: &[u8], from: SocketAddrV4) {
+    /// record. Returns true for a self-announce.
+    fn store_record(
+        &mut self,
+        target: &NodeId,
+        pk: &[u8; 32],
+        record: &[u8],
+        from: SocketAddrV4,
+    ) -> bool {
         if tern_crypto::hash32(pk) == target.0 {
             let entry = RouterEntry { relay: from, record: record.to_vec() };
             self.store.router.insert(*target, entry);
             self.store.topics.remove(target, pk);
+            true
         } else {
             use crate::topics::InsertOutcome::*;
             match self.store.topics.insert(*target, *pk, record) {
@@ -207,30 +216,24 @@ impl DhtServer {
                 TooLarge => self.store.stats.too_large += 1,
                 Added | Refreshed | KeptFresh => {}
             }
+            false
         }
     }
 
     /// A refresh-only announce: the announcer proves it knows the preimage of a refresh
-    /// hash it sent before, and the node re-stores that record.
-    fn refresh_only(
-        &mut self,
-        msg: &Announce<'_>,
-        target: &NodeId,
-        from: SocketAddrV4,
-        out: &mut Responder<'_>,
-    ) {
+    /// hash it sent before, and the node re-stores that record under the target it was
+    /// announced for. Like hyperdht `_onrefresh`, the request's own target (required,
+    /// like the token) plays no part: knowing the preimage is the whole proof.
+    fn refresh_only(&mut self, msg: &Announce<'_>, from: SocketAddrV4, out: &mut Responder<'_>) {
         let Some(refresh) = msg.refresh else {
             self.store.stats.malformed += 1;
             return;
         };
         let key = tern_crypto::hash32(refresh);
         let Some(entry) = self.store.refreshes.remove(&key) else { return };
-        if entry.target != *target {
-            return;
-        }
         let Ok(peer) = PeerRecord::decode(&entry.record) else { return };
         let pk = *peer.public_key;
-        self.store_record(target, &pk, &entry.record, from);
+        self.store_record(&entry.target, &pk, &entry.record, from);
         self.store.refreshes.insert(*refresh, entry);
         out.reply_with(None, error_code::OK, ReplyFields::BARE);
     }
@@ -327,8 +330,7 @@ impl DhtServer {
             .mutables
             .get(target)
             .filter(|bytes| MutableRecord::decode(bytes).is_ok_and(|r| r.seq >= min_seq));
-        let value = stored.cloned();
-        out.reply(value.as_deref());
+        out.reply(stored.map(Vec::as_slice));
     }
 
     fn immutable_put(&mut self, q: &Request<'_>, target: &NodeId, out: &mut Responder<'_>) {
@@ -354,9 +356,16 @@ impl DhtServer {
     /// PEER_HANDSHAKE at a node that is not the server (spec §9.2).
     fn route_handshake(&mut self, req: &IncomingRequest<'_>, out: &mut Responder<'_>) {
         let q = &req.request;
-        let (Some(target), Some(value)) = (q.target, q.value) else { return };
-        let Ok(hs) = Handshake::decode(value) else { return };
+        let (Some(target), Some(value)) = (q.target, q.value) else {
+            self.store.stats.malformed += 1;
+            return;
+        };
+        let Ok(hs) = Handshake::decode(value) else {
+            self.store.stats.malformed += 1;
+            return;
+        };
         if hs.noise.is_empty() {
+            self.store.stats.malformed += 1;
             return;
         }
         let router = self.store.router.get(&NodeId(*target)).map(|r| r.relay);
@@ -432,8 +441,14 @@ impl DhtServer {
     /// PEER_HOLEPUNCH at a relay (spec §10.1).
     fn route_holepunch(&mut self, req: &IncomingRequest<'_>, out: &mut Responder<'_>) {
         let q = &req.request;
-        let (Some(target), Some(value)) = (q.target, q.value) else { return };
-        let Ok(hp) = Holepunch::decode(value) else { return };
+        let (Some(target), Some(value)) = (q.target, q.value) else {
+            self.store.stats.malformed += 1;
+            return;
+        };
+        let Ok(hp) = Holepunch::decode(value) else {
+            self.store.stats.malformed += 1;
+            return;
+        };
         let mut buf = self.scratch(value.len());
         let router = self.store.router.get(&NodeId(*target)).map(|r| r.relay);
         self.route_holepunch_mode(req, out, &hp, router, &mut buf);

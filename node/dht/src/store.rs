@@ -98,7 +98,8 @@ impl Weigh for Bump {
 pub struct StoreStats {
     /// Requests refused because a signature did not verify.
     pub bad_signatures: u64,
-    /// Requests dropped for missing target, token or value, or an undecodable value.
+    /// Requests dropped for missing target, token or value, or an undecodable value
+    /// (storage commands and PEER_HANDSHAKE / PEER_HOLEPUNCH alike).
     pub malformed: u64,
     /// Values over `max_value_bytes` or over a budget.
     pub too_large: u64,

@@ -19,7 +19,7 @@ use crate::cache::gc_period;
 pub struct TopicLimits {
     /// Records per generation (hyperdht `maxSize`: 65 536).
     pub max_records: usize,
-    /// Record bytes per generation.
+    /// Estimated heap bytes per generation (as counted by [`TopicStore::bytes`]).
     pub max_bytes: usize,
     /// Records one topic may hold. A LOOKUP returns 20 random ones, so more only cost
     /// memory; hyperdht has no such cap (its global cap is the only bound).
@@ -75,7 +75,18 @@ pub struct TopicStore {
     pub evicted: u64,
 }
 
-const RECORD_OVERHEAD: usize = 32 + size_of::<Record>();
+/// Heap one record pins besides its bytes: its slot in its topic's map (key, [`Record`],
+/// hashbrown's control byte, up to 8/7 load-factor slack) and the allocator's rounding
+/// of its byte vector.
+const RECORD_OVERHEAD: usize = (32 + size_of::<Record>() + 1) * 8 / 7 + 16;
+/// Heap one topic pins: its slot in the outer map and the smallest table of its own map
+/// (hashbrown allocates four buckets for the first entry). A flood of one-record topics
+/// costs ~530 B of heap per record (node/core/tests/bounded_store.rs measures it); without
+/// this term the byte budget counted ~100 B of it.
+const TOPIC_OVERHEAD: usize =
+    (size_of::<NodeId>() + size_of::<HashMap<[u8; 32], Record>>() + 1) * 8 / 7
+        + 4 * (32 + size_of::<Record>() + 1)
+        + 16;
 
 impl TopicStore {
     /// An empty store.
@@ -103,7 +114,7 @@ impl TopicStore {
         self.records == 0
     }
 
-    /// Bytes held.
+    /// Estimated heap bytes held: record bytes, their map slots and each topic's map.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -128,6 +139,7 @@ impl TopicStore {
         let keep = self.generation - 1;
         let (mut records, mut bytes, mut evicted) = (0, 0, 0u64);
         self.topics.retain(|_, set| {
+            let before = records;
             set.retain(|_, r| {
                 let live = r.generation >= keep;
                 if live {
@@ -138,6 +150,9 @@ impl TopicStore {
                 }
                 live
             });
+            if records > before {
+                bytes += TOPIC_OVERHEAD;
+            }
             !set.is_empty()
         });
         self.records = records;
@@ -149,8 +164,8 @@ impl TopicStore {
 
     /// Stores `record` for `public_key` under `topic`.
     pub fn insert(&mut self, topic: NodeId, public_key: [u8; 32], record: &[u8]) -> InsertOutcome {
-        let w = record.len() + RECORD_OVERHEAD;
-        if w > self.limits.max_bytes {
+        let mut w = record.len() + RECORD_OVERHEAD;
+        if w + TOPIC_OVERHEAD > self.limits.max_bytes {
             return InsertOutcome::TooLarge;
         }
         if let Some(existing) = self.topics.get(&topic).and_then(|s| s.get(&public_key))
@@ -164,11 +179,14 @@ impl TopicStore {
         {
             return InsertOutcome::TopicFull;
         }
+        let topic_w = |s: &Self| if s.topics.contains_key(&topic) { 0 } else { TOPIC_OVERHEAD };
         if self.fresh_records >= self.limits.max_records
-            || self.fresh_bytes + w > self.limits.max_bytes
+            || self.fresh_bytes + w + topic_w(self) > self.limits.max_bytes
         {
             self.rotate();
         }
+        // A new topic's map is charged to the record that creates it.
+        w += topic_w(self);
         let set = self.topics.entry(topic).or_default();
         set.insert(public_key, Record { bytes: record.to_vec(), generation: self.generation });
         self.fresh_records += 1;
@@ -191,6 +209,7 @@ impl TopicStore {
         }
         if set.is_empty() {
             self.topics.remove(topic);
+            self.bytes -= TOPIC_OVERHEAD;
         }
         true
     }

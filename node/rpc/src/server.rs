@@ -271,7 +271,8 @@ impl Rpc {
             _ => return self.stats.drop(DropReason::MalformedInternal),
         };
         if port == 0 {
-            return;
+            // dht-rpc ignores it too; counted so no drop goes unseen.
+            return self.stats.drop(DropReason::MalformedInternal);
         }
         let to = SocketAddrV4::new(*from.ip(), port);
         self.responder(tx, socket, to, req).reply_with(None, 0, ReplyFields::BARE);

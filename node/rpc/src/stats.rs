@@ -14,7 +14,7 @@ pub enum DropReason {
     Decode(DecodeError),
     /// A response whose tid matched no request.
     UnmatchedResponse,
-    /// An internal command missing its target or value.
+    /// An internal command missing its target or value (or a PING_NAT naming port 0).
     MalformedInternal,
     /// A DELAYED_PING asking for more than the maximum delay, or too many pending.
     DelayedPingRefused,
@@ -41,8 +41,11 @@ pub struct RpcStats {
     pub too_short: u64,
     /// Source port 0.
     pub port_zero: u64,
-    /// Undecodable datagrams by [`DecodeError::label`] order.
+    /// Undecodable datagrams (every [`DecodeError`]).
     pub decode_errors: u64,
+    /// The part of `decode_errors` whose first byte is no dht-rpc type at all (UDX
+    /// packets, other protocols, junk), as opposed to malformed dht-rpc messages.
+    pub unknown_type: u64,
     /// Responses matching nothing.
     pub unmatched_responses: u64,
     /// Internal requests without their required fields.
@@ -58,6 +61,9 @@ pub struct RpcStats {
 impl RpcStats {
     /// Counts a drop.
     pub fn drop(&mut self, reason: DropReason) {
+        if reason == DropReason::Decode(DecodeError::UnknownType) {
+            self.unknown_type += 1;
+        }
         let c = match reason {
             DropReason::TooShort => &mut self.too_short,
             DropReason::PortZero => &mut self.port_zero,
