@@ -357,6 +357,11 @@ impl Rpc {
             return;
         }
         self.firewalled = false;
+        // Adopt the probe's sampler, as dht-rpc does (`this._nat = natSampler` in
+        // `_updateNetworkState`): it saw our server socket, while the old one sampled the
+        // client socket we sent from while firewalled. Keeping the old one made us
+        // persistent as H32(host:client port), an id no one could verify.
+        self.nat = test.sampler;
         if !test.firewall_only
             && let Some(addr) = self.public_addr().filter(|a| a.port() != 0)
         {
