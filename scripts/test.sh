@@ -28,3 +28,8 @@ cargo check --manifest-path node/fuzz/Cargo.toml --bins
 
 step "cargo test"
 cargo test --workspace
+
+step "netbench pipeline at tiny scale (plans/ci.toml: proves it works, asserts nothing about speed)"
+cargo build -p tern -p tern-loadgen -p tern-netbench
+./target/debug/netbench run netbench/plans/ci.toml --out target/netbench-ci > /dev/null
+test -s target/netbench-ci/report.md && test -s target/netbench-ci/ping-capacity-latency.svg

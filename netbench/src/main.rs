@@ -1,0 +1,106 @@
+//! `netbench`: macro-benchmark suites. Each plan runs scenarios against targets — tern,
+//! the JS reference (hyperdht 6.34.0 from `interop/`) and a raw UDP echo (the physical
+//! limit) — interleaved and repeated, with `tern-loadgen` as the load, and writes a
+//! report whose every claim is a ratio measured in the same run.
+
+mod plan;
+mod report;
+mod run;
+mod svg;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Benchmark suites for tern against the JS reference and a raw UDP echo.
+#[derive(Debug, Parser)]
+#[command(name = "netbench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a plan and write report.md, report.json and SVG plots to --out.
+    Run {
+        /// The plan (TOML), e.g. netbench/plans/quick.toml.
+        plan: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory holding the `tern` and `tern-loadgen` binaries (default: netbench's own).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Repository root (for interop/); default: found from the plan's location.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// First UDP port for targets (each target start uses the next one).
+        #[arg(long, default_value_t = 47_000)]
+        port: u16,
+    },
+    /// Compare two runs (report.json files or their directories); exits 1 on regression.
+    Compare {
+        /// The baseline run.
+        old: PathBuf,
+        /// The new run.
+        new: PathBuf,
+    },
+    /// The raw echo baseline server (started by `run`; useful by hand too).
+    Echo {
+        /// UDP port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+    },
+}
+
+fn load_results(p: &std::path::Path) -> anyhow::Result<run::Results> {
+    let file = if p.is_dir() { p.join("report.json") } else { p.to_path_buf() };
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+#[allow(clippy::print_stdout)] // reports are the program's output
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let result: anyhow::Result<bool> = match cli.command {
+        Command::Run { plan, out, bin_dir, repo, port } => (|| {
+            let p = plan::Plan::load(&plan)?;
+            let exe = std::env::current_exe()?;
+            let bin_dir = bin_dir
+                .or_else(|| exe.parent().map(PathBuf::from))
+                .context("no binary directory")?;
+            let abs_plan = std::fs::canonicalize(&plan)?;
+            let repo = repo
+                .or_else(|| target::find_repo(&abs_plan))
+                .or_else(|| std::env::current_dir().ok().and_then(|d| target::find_repo(&d)))
+                .context("cannot find the repository root (interop/); pass --repo")?;
+            let tools = target::Tools { bin_dir, repo };
+            let results = run::run(&p, &tools, port)?;
+            report::write(&results, &out)?;
+            print!("{}", std::fs::read_to_string(out.join("report.md"))?);
+            Ok(true)
+        })(),
+        Command::Compare { old, new } => (|| {
+            let (lines, regressed) = report::compare(&load_results(&old)?, &load_results(&new)?);
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(!regressed)
+        })(),
+        Command::Echo { port } => target::echo(port).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Plans: which targets, which scenarios, how many repeats (TOML).
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// A benchmark plan.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Plan {
+    /// Plan name (shown in reports).
+    pub name: String,
+    /// Measurements per (scenario, target, rate); the report takes the median.
+    #[serde(default = "default_repeats")]
+    pub repeats: usize,
+    /// Seconds per measurement.
+    #[serde(default = "default_duration")]
+    pub duration: f64,
+    /// Systems under test.
+    pub targets: Vec<Target>,
+    /// What to measure.
+    pub scenarios: Vec<Scenario>,
+}
+
+fn default_repeats() -> usize {
+    3
+}
+
+fn default_duration() -> f64 {
+    3.0
+}
+
+/// What kind of process a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// `tern bootstrap` (one driver thread = one core today).
+    Tern,
+    /// The JS reference: a hyperdht 6.34.0 bootstrapper from `interop/`.
+    Js,
+    /// netbench's own raw UDP echo: recvmmsg, a minimal valid response, sendmmsg. The
+    /// physical limit a node can approach on this machine.
+    Echo,
+}
+
+/// One system under test.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Target {
+    /// Name in reports.
+    pub name: String,
+    /// Kind.
+    pub kind: TargetKind,
+    /// Extra arguments for the target process (e.g. tern's `--io`, `--cores` later).
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// How a scenario measures.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Mode {
+    /// Raise the offered rate step by step until fewer than `min_ok` of the requests are
+    /// answered within the timeout; report the last passing rate.
+    Capacity {
+        /// First offered rate (req/s).
+        start: f64,
+        /// Multiplier per step.
+        factor: f64,
+        /// Highest rate tried.
+        max: f64,
+    },
+    /// Measure at each of these offered rates.
+    Rates {
+        /// Offered rates (req/s).
+        rates: Vec<f64>,
+    },
+}
+
+/// One scenario.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Scenario {
+    /// Name in reports.
+    pub name: String,
+    /// Request kind for `tern-loadgen raw`: ping, find_node, lookup.
+    pub command: String,
+    /// Measurement mode.
+    #[serde(flatten)]
+    pub mode: Mode,
+    /// Fraction answered within the timeout for a rate to pass (default 0.99).
+    #[serde(default = "default_min_ok")]
+    pub min_ok: f64,
+    /// Targets to skip (e.g. the echo for a scenario whose answers it cannot fake).
+    #[serde(default)]
+    pub skip: Vec<String>,
+}
+
+fn default_min_ok() -> f64 {
+    0.99
+}
+
+impl Plan {
+    /// Reads and checks a plan file.
+    pub fn load(path: &Path) -> anyhow::Result<Plan> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let plan: Plan =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        anyhow::ensure!(plan.repeats >= 1, "repeats must be at least 1");
+        anyhow::ensure!(plan.duration > 0.0, "duration must be positive");
+        for s in &plan.scenarios {
+            if let Mode::Capacity { start, factor, max } = s.mode {
+                anyhow::ensure!(
+                    start > 0.0 && factor > 1.0 && max >= start,
+                    "{}: bad capacity ladder",
+                    s.name
+                );
+            }
+        }
+        Ok(plan)
+    }
+}
