@@ -253,8 +253,10 @@ impl Node {
             self.server.store.gc(now);
             self.next_gc = now + Duration::from_secs(5);
         }
-        let due: Vec<(NodeId, [u8; 32])> =
+        let mut due: Vec<(NodeId, [u8; 32])> =
             self.announcements.iter().filter(|(_, a)| a.next <= now).map(|(k, _)| *k).collect();
+        // A fixed order, not the map's OS-seeded one, so runs replay from their seed.
+        due.sort_unstable();
         for key in due {
             if let Some(a) = self.announcements.get_mut(&key) {
                 a.next = now + REANNOUNCE_INTERVAL;

@@ -219,24 +219,61 @@ impl TopicStore {
         self.topics.get(topic).map_or(0, HashMap::len)
     }
 
-    /// Writes up to `out.len()` records of `topic`, chosen uniformly at random
-    /// (reservoir sampling), into `out`; returns how many. Allocates nothing.
+    /// Writes up to `out.len()` records of `topic`, chosen uniformly at random, into
+    /// `out`; returns how many. Allocates nothing.
+    ///
+    /// The choice must not depend on the map's iteration order, which std seeds from the
+    /// OS per map: a simulated run would not replay. So this is bottom-k sampling — each
+    /// record gets a priority from its public key and one salt drawn from `rng`, and the
+    /// `out.len()` lowest priorities win, in priority order. When everything fits, every
+    /// record is returned, sorted by its bytes.
     pub fn sample<'a>(&'a self, topic: &NodeId, rng: &mut Rng, out: &mut [&'a [u8]]) -> usize {
         let Some(set) = self.topics.get(topic) else { return 0 };
-        let mut n = 0;
-        for (seen, r) in set.values().enumerate() {
-            if n < out.len() {
-                out[n] = &r.bytes;
-                n += 1;
-            } else {
-                let j = rng.below(seen as u64 + 1) as usize;
-                if j < out.len() {
-                    out[j] = &r.bytes;
-                }
+        let k = out.len();
+        if k == 0 {
+            return 0;
+        }
+        if set.len() <= k {
+            for (slot, r) in out.iter_mut().zip(set.values()) {
+                *slot = &r.bytes;
             }
+            out[..set.len()].sort_unstable();
+            return set.len();
+        }
+        let salt = rng.next_u64();
+        let mut n = 0;
+        for r in set.values() {
+            let p = priority(salt, &r.bytes);
+            if n == k && p >= priority(salt, out[k - 1]) {
+                continue;
+            }
+            // Insertion into the sorted prefix; k is small (20 for LOOKUP replies).
+            let mut i = n.min(k - 1);
+            while i > 0 && priority(salt, out[i - 1]) > p {
+                out[i] = out[i - 1];
+                i -= 1;
+            }
+            out[i] = &r.bytes;
+            n = (n + 1).min(k);
         }
         n
     }
+}
+
+/// A record's sampling priority: its first 32 bytes (the public key) mixed with `salt`
+/// by SplitMix64 rounds, so neither the announcer nor the map order can steer it.
+fn priority(salt: u64, record: &[u8]) -> u64 {
+    let mut h = salt;
+    for chunk in record[..record.len().min(32)].chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h ^= u64::from_le_bytes(w);
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+    }
+    h
 }
 
 #[cfg(test)]
@@ -285,6 +322,26 @@ mod tests {
         }
         let mut out = [&[][..]; 20];
         assert_eq!(s.sample(&NodeId([42; 32]), &mut Rng::from_seed(1), &mut out), 0);
+    }
+
+    #[test]
+    fn sampling_does_not_depend_on_map_order() {
+        let mut l = limits();
+        l.max_per_topic = 100;
+        let t = NodeId([4; 32]);
+        let (mut a, mut b) =
+            (TopicStore::new(l, Timestamp::ZERO), TopicStore::new(l, Timestamp::ZERO));
+        for i in 0..60u8 {
+            a.insert(t, [i; 32], &[i]);
+            b.insert(t, [59 - i; 32], &[59 - i]);
+        }
+        for n in [5, 60, 80] {
+            let (mut x, mut y) = (vec![&[][..]; n], vec![&[][..]; n]);
+            let got = a.sample(&t, &mut Rng::from_seed(3), &mut x);
+            assert_eq!(got, b.sample(&t, &mut Rng::from_seed(3), &mut y));
+            assert_eq!(x, y, "same records in the same order for {n} slots");
+        }
+        assert_eq!(a.sample(&t, &mut Rng::from_seed(3), &mut []), 0);
     }
 
     #[test]

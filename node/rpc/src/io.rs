@@ -218,9 +218,16 @@ impl Io {
         out: &mut Vec<Inflight>,
         first_retries: &mut Vec<Owner>,
     ) {
-        let due: Vec<u16> =
-            self.inflight.values().filter(|r| r.deadline <= now).map(|r| r.tid).collect();
-        for tid in due {
+        let mut due: Vec<(Timestamp, u16)> = self
+            .inflight
+            .values()
+            .filter(|r| r.deadline <= now)
+            .map(|r| (r.deadline, r.tid))
+            .collect();
+        // Earliest deadline first, not the map's (OS-seeded) iteration order: a run must
+        // replay exactly from its seed.
+        due.sort_unstable();
+        for (_, tid) in due {
             let Some(mut req) = self.inflight.remove(&tid) else { continue };
             if req.sends >= req.max_sends {
                 self.window.recv();
