@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 step "core crates share one clippy.toml (bans clocks, sockets, threads, OS randomness)"
-for crate in crypto node/base node/wire node/rpc node/dht node/udx node/core node/swarm; do
+for crate in crypto node/base node/wire node/rpc node/dht node/udx node/core node/swarm node/netsim node/sim; do
   [ -d "$crate" ] || continue
   cmp -s core-clippy.toml "$crate/clippy.toml" || { echo "$crate/clippy.toml differs from core-clippy.toml"; exit 1; }
 done

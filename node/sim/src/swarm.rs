@@ -1,0 +1,1 @@
+//! The seeded swarm runner (in progress).
