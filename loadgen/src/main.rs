@@ -9,6 +9,7 @@
 //! one JSON line per operation kind on stdout.
 
 mod peers;
+mod plan;
 mod raw;
 mod stats;
 
@@ -70,6 +71,11 @@ enum Command {
     },
     /// Run many real tern peers against a network and measure DHT operations.
     Peers(peers::PeersArgs),
+    /// Run the steps of a TOML plan in order (see loadgen/plans/).
+    Plan {
+        /// The plan file.
+        file: std::path::PathBuf,
+    },
 }
 
 fn progress_bar(quiet: bool, total: Duration) -> ProgressBar {
@@ -93,6 +99,23 @@ fn print_results(json: bool, seconds: f64, stats: &[OpStats]) {
         }
     }
     eprint!("{}", table(&rows));
+}
+
+/// Runs every step of a plan, printing each step's results as it ends.
+fn run_plan(file: &std::path::Path, json: bool, quiet: bool) -> anyhow::Result<()> {
+    let plan = plan::Plan::load(file)?;
+    for step in &plan.steps {
+        if let Some(cfg) = step.raw_config(plan.target) {
+            let bar = progress_bar(quiet, cfg.duration);
+            let stats = raw::run(&cfg, |e, _| bar.set_position(e.as_millis() as u64))?;
+            bar.finish_and_clear();
+            print_results(json, cfg.duration.as_secs_f64(), &[stats]);
+        } else if let Some(args) = step.peers_args(plan.target) {
+            let (secs, stats) = peers::run(&args, quiet)?;
+            print_results(json, secs, &stats);
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -135,6 +158,7 @@ fn main() -> ExitCode {
             bar.finish_and_clear();
             r.map(|s| print_results(cli.json, duration, &[s]))
         }
+        Command::Plan { file } => run_plan(&file, cli.json, cli.quiet),
         Command::Peers(args) => {
             peers::run(&args, cli.quiet).map(|(secs, s)| print_results(cli.json, secs, &s))
         }

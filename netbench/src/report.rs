@@ -151,10 +151,8 @@ pub fn write(results: &Results, dir: &Path) -> anyhow::Result<()> {
             .iter()
             .map(|(t, _)| {
                 let mut by_rate: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-                for m in results
-                    .measurements
-                    .iter()
-                    .filter(|m| m.scenario == scenario && &m.target == t)
+                for m in
+                    results.measurements.iter().filter(|m| m.scenario == scenario && &m.target == t)
                 {
                     by_rate.entry(m.offered as u64).or_default().push(m.p99_us as f64 / 1000.0);
                 }
