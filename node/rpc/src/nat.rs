@@ -107,8 +107,11 @@ impl NatSampler {
                 self.port = 0;
             }
         }
+        // Read before collecting: GC compacts `entries`, so `a` is stale afterwards (it
+        // indexed past the end once a randomising NAT had filled the table).
+        let hits = self.entries[a].hits;
         self.collect_garbage();
-        self.entries[a].hits
+        hits
     }
 
     /// Finds an equal entry among the last `LOOKBACK` of the same kind (`back` = 2 for
@@ -177,6 +180,16 @@ mod tests {
         for p in 0..10 {
             s.add(H, 5000 + p);
         }
+        assert_eq!((s.host(), s.port()), (Some(H), 0));
+    }
+
+    #[test]
+    fn many_distinct_ports_collect_garbage_without_panicking() {
+        let mut s = NatSampler::new();
+        for p in 0..1000u16 {
+            assert_eq!(s.add(H, 10_000 + p), 1, "a fresh full-address entry");
+        }
+        assert!(s.entries.len() <= 2 * SLOTS + 2);
         assert_eq!((s.host(), s.port()), (Some(H), 0));
     }
 
