@@ -14,7 +14,7 @@ use tern_crypto::KeyPair;
 
 use crate::check::Violation;
 use crate::ops::OpRecord;
-use crate::world::{Mode, NodeState, Placement, World};
+use crate::world::{Mode, NodeState, Placement, World, WorldConfig};
 
 /// A topic announced by a node with a key pair.
 #[derive(Debug, Clone)]
@@ -56,6 +56,18 @@ pub fn add_nodes(
         out.push(world.add_node(mode, p, start + offset));
     }
     out
+}
+
+/// A world of 3 bootstrap nodes and `n` forced-persistent public nodes that join over
+/// the first minute, run until `settle` after the last join. The quick way to a formed
+/// network when adaptive persistence (20 simulated minutes) is not what a test is about.
+pub fn persistent_network(cfg: WorldConfig, n: usize, settle: Duration) -> (World, Vec<usize>) {
+    let mut world = World::new(cfg);
+    world.add_bootstrappers(3);
+    let spread = Duration::from_secs(60);
+    let nodes = add_nodes(&mut world, n, Mode::Persistent, spread, |_| Placement::Public);
+    world.run_for(spread + settle);
+    (world, nodes)
 }
 
 /// Running nodes matching `filter`.
