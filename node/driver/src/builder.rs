@@ -9,6 +9,7 @@ use tern_base::Endpoint;
 use tern_udp::{DEFAULT_BATCH, DEFAULT_SLOT_LEN, SocketOptions};
 
 use crate::driver::{Driver, DriverError};
+use crate::io::IoMode;
 
 /// Most datagrams read from one socket in one turn before the loop moves on. Four
 /// default batches: enough to amortise the wait, small enough that with a few hundred
@@ -92,6 +93,8 @@ pub struct DriverBuilder {
     pub(crate) mailbox_capacity: usize,
     pub(crate) max_endpoints_per_thread: usize,
     pub(crate) limits: WorkLimits,
+    pub(crate) io: IoMode,
+    pub(crate) simulate_uring_errno: Option<i32>,
 }
 
 impl Default for DriverBuilder {
@@ -115,6 +118,8 @@ impl DriverBuilder {
             mailbox_capacity: MAILBOX_CAPACITY,
             max_endpoints_per_thread: MAX_ENDPOINTS_PER_THREAD,
             limits: WorkLimits::default(),
+            io: IoMode::Auto,
+            simulate_uring_errno: None,
         }
     }
 
@@ -176,6 +181,21 @@ impl DriverBuilder {
     /// Per-turn work limits.
     pub fn work_limits(mut self, limits: WorkLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Which backend to run on (default [`IoMode::Auto`]: io_uring where the probe
+    /// passes, else epoll with one warning naming the cause).
+    pub fn io(mut self, mode: IoMode) -> Self {
+        self.io = mode;
+        self
+    }
+
+    /// Makes the io_uring probe fail as if `io_uring_setup` returned `errno` (e.g.
+    /// `libc::EPERM`, what Docker's seccomp profile does), so the fallback path can be
+    /// tested on a host where io_uring works. `None` probes for real.
+    pub fn simulate_uring_errno(mut self, errno: Option<i32>) -> Self {
+        self.simulate_uring_errno = errno;
         self
     }
 

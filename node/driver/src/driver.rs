@@ -20,12 +20,16 @@ use crossbeam_channel::{Sender, TrySendError};
 use tern_base::{Endpoint, SocketId, Timestamp};
 use tern_udp::{BindError, SocketOptions, UdpSocket};
 
+use crate::backend::Backend;
 use crate::backend::epoll::Epoll;
+use crate::backend::uring::{Uring, UringConfig};
 use crate::builder::DriverBuilder;
 use crate::clock::Clock;
+use crate::io::{IoBackend, UringUnavailable};
 use crate::shard::{Shard, ShardConfig};
 use crate::shared::{Msg, NewEndpoint, ThreadShared};
 use crate::stats::DriverStats;
+use tern_udp::RecvBatch;
 
 /// How long spawning waits for room in a full mailbox. Spawning is rare and its
 /// caller wants it to succeed, so it applies back-pressure instead of failing at
@@ -40,7 +44,10 @@ pub const MAX_SOCKETS_PER_ENDPOINT: usize = 64;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
-    /// Creating the epoll instance, the eventfd or a thread failed.
+    /// io_uring was asked for ([`crate::IoMode::Uring`]) but cannot be used here.
+    #[error("{0}")]
+    Uring(#[from] UringUnavailable),
+    /// Creating the io_uring or epoll instance, the eventfd or a thread failed.
     #[error("starting driver thread {thread}: {error}")]
     Start {
         /// The thread index.
@@ -141,6 +148,61 @@ impl<C> fmt::Display for SendError<C> {
 
 impl<C> std::error::Error for SendError<C> {}
 
+/// What a driver thread reports once its shard is built: the backend's setup for
+/// the startup log line, or why it could not start.
+type InitResult = io::Result<&'static str>;
+
+/// A driver thread's body: builds the shard for `backend`, reports, runs it.
+fn run_thread<E: Endpoint>(
+    backend: IoBackend,
+    clock: Clock,
+    shared: Arc<ThreadShared>,
+    mailbox: crossbeam_channel::Receiver<Msg<E>>,
+    config: ShardConfig,
+    init: std::sync::mpsc::SyncSender<InitResult>,
+) -> io::Result<()> {
+    match backend {
+        IoBackend::Uring => {
+            let sizes = UringConfig {
+                recv_slots: config.recv_slots,
+                slot_len: config.slot_len,
+                send_batch: config.send_batch,
+            };
+            let made = Uring::new(&sizes).and_then(|(ring, rx)| {
+                let setup = ring.setup().name();
+                Ok((Shard::new(ring, rx, clock, shared, mailbox, config)?, setup))
+            });
+            serve(made, &init)
+        }
+        _ => {
+            let rx = RecvBatch::new(config.recv_slots, config.slot_len);
+            let made = Epoll::new()
+                .and_then(|epoll| Shard::new(epoll, rx, clock, shared, mailbox, config))
+                .map(|shard| (shard, "level-triggered"));
+            serve(made, &init)
+        }
+    }
+}
+
+/// Reports how building the shard went, then runs it.
+fn serve<E: Endpoint, B: Backend>(
+    made: io::Result<(Shard<E, B>, &'static str)>,
+    init: &std::sync::mpsc::SyncSender<InitResult>,
+) -> io::Result<()> {
+    match made {
+        Ok((shard, setup)) => {
+            let _ = init.send(Ok(setup));
+            tracing::debug!(setup, "driver thread started");
+            shard.run()
+        }
+        Err(e) => {
+            // The starting thread turns this into `DriverError::Start`.
+            let _ = init.send(Err(e));
+            Ok(())
+        }
+    }
+}
+
 /// One driver thread as seen from outside.
 struct ThreadHandle<E: Endpoint> {
     sender: Sender<Msg<E>>,
@@ -148,12 +210,14 @@ struct ThreadHandle<E: Endpoint> {
     join: Option<JoinHandle<io::Result<()>>>,
 }
 
-/// Driver threads running endpoints of type `E` on the portable epoll backend.
+/// Driver threads running endpoints of type `E` on the io_uring or the epoll backend
+/// ([`Driver::backend`]).
 ///
 /// Dropping a driver stops and joins its threads like [`Driver::shutdown`], ignoring
 /// their errors.
 pub struct Driver<E: Endpoint> {
     threads: Vec<ThreadHandle<E>>,
+    backend: IoBackend,
     clock: Clock,
     socket_options: SocketOptions,
     max_endpoints_per_thread: usize,
@@ -169,8 +233,10 @@ impl<E: Endpoint> fmt::Debug for Driver<E> {
 
 impl<E: Endpoint + Send + 'static> Driver<E> {
     pub(crate) fn start(b: &DriverBuilder) -> Result<Self, DriverError> {
+        let backend = crate::io::choose(b.io, b.simulate_uring_errno)?;
         let mut driver = Self {
             threads: Vec::with_capacity(b.threads),
+            backend,
             clock: Clock::new(),
             socket_options: b.socket_options.clone(),
             max_endpoints_per_thread: b.max_endpoints_per_thread,
@@ -184,32 +250,51 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
             tx_capacity: b.tx_capacity,
             limits: b.limits,
         };
+        let mut setup = "";
         for thread in 0..b.threads {
             let err = |error| DriverError::Start { thread, error };
             let shared = Arc::new(ThreadShared::new().map_err(err)?);
             let (sender, receiver) = crossbeam_channel::bounded(b.mailbox_capacity);
-            let backend = Epoll::new().map_err(err)?;
-            let shard =
-                Shard::new(backend, driver.clock, shared.clone(), receiver, config).map_err(err)?;
+            // The shard is built on its own thread: an io_uring set up with
+            // SINGLE_ISSUER belongs to the thread that created it.
+            let (init_tx, init_rx) = std::sync::mpsc::sync_channel(1);
+            let (clock, thread_shared) = (driver.clock, shared.clone());
             let join = std::thread::Builder::new()
                 .name(format!("{}-{thread}", b.name))
                 .spawn(move || {
-                    let span = tracing::info_span!("driver", thread, backend = "epoll");
+                    let span = tracing::info_span!("driver", thread, backend = %backend);
                     let _entered = span.enter();
-                    tracing::debug!("driver thread started");
-                    let result = shard.run();
+                    let result =
+                        run_thread(backend, clock, thread_shared, receiver, config, init_tx);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "driver thread failed");
                     }
                     result
                 })
                 .map_err(err)?;
+            match init_rx.recv() {
+                Ok(Ok(s)) => setup = s,
+                Ok(Err(error)) => {
+                    let _ = join.join();
+                    return Err(err(error));
+                }
+                Err(_) => {
+                    let _ = join.join();
+                    return Err(DriverError::Panicked { thread });
+                }
+            }
             // Pushed only once running, so a failed start stops (via Drop) exactly
             // the threads that did start.
             driver.threads.push(ThreadHandle { sender, shared, join: Some(join) });
         }
-        tracing::info!(threads = b.threads, backend = "epoll", "driver started");
+        tracing::info!(threads = b.threads, backend = %backend, setup, "driver started");
         Ok(driver)
+    }
+
+    /// The backend the threads run on (with [`crate::IoMode::Auto`], io_uring unless
+    /// the probe failed).
+    pub fn backend(&self) -> IoBackend {
+        self.backend
     }
 
     /// Spawns `endpoint` on the next thread, round-robin.

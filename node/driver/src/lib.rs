@@ -1,17 +1,22 @@
 //! tern-driver: runs sans-IO endpoints on real UDP sockets (DESIGN.md "One core,
 //! three drivers").
 //!
-//! This crate holds the portable driver — level-triggered epoll with recvmmsg/sendmmsg
-//! batches — for hosts where io_uring is unavailable (Docker's default seccomp profile
-//! blocks it). Each driver thread runs many [`tern_base::Endpoint`]s (one DHT node, or
+//! Two backends run the same loop: io_uring (multishot RECVMSG on a provided-buffer
+//! ring, batched SENDMSG, one submit-and-wait per turn) and the portable one —
+//! level-triggered epoll with recvmmsg/sendmmsg batches — for hosts where io_uring is
+//! unavailable (Docker's default seccomp profile blocks it). [`IoMode::Auto`] probes
+//! io_uring once and falls back with one warning naming the cause; the choice is in
+//! the startup log line and [`Driver::backend`]. Each driver thread runs many
+//! [`tern_base::Endpoint`]s (one DHT node, or
 //! thousands of loadgen peers): it binds their sockets, stamps each received batch
 //! once with the driver's clock, feeds datagrams, commands and timeouts in, and sends
 //! what they queue. Other threads reach an endpoint only through its bounded mailbox
 //! ([`EndpointHandle::send`]).
 //!
-//! Layout, so the io_uring backend can slot in beside epoll: `shard` is the
-//! backend-independent loop turn (deliver batches → timers → flush) and `backend` the
-//! small syscall seam (`Backend`: wait, recv batch, send batch) it runs on.
+//! Layout: `shard` is the backend-independent loop turn (deliver batches → timers →
+//! flush) and `backend` the small syscall seam it runs on (`Backend`: wait, send a
+//! batch; `RecvSource`: the next received batch of a socket), with `epoll` and
+//! `uring` behind it; `io` chooses between them.
 //! `timers` keeps deadlines in a lazily-pruned min-heap so a turn never scans all
 //! endpoints; `shared` has the mailbox message type and the eventfd waker.
 //!
@@ -26,6 +31,7 @@ mod backend;
 mod builder;
 mod clock;
 mod driver;
+mod io;
 mod shard;
 mod shared;
 mod stats;
@@ -39,5 +45,6 @@ pub use builder::{
 pub use driver::{
     Driver, DriverError, EndpointHandle, MAX_SOCKETS_PER_ENDPOINT, SendError, SpawnError,
 };
+pub use io::{IoBackend, IoMode, ParseIoModeError, UringUnavailable};
 pub use stats::DriverStats;
 pub use tern_udp::SocketOptions;

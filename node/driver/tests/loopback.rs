@@ -1,6 +1,8 @@
-//! The epoll driver on real 127.0.0.1 sockets: echo round trips with batching, TTL
-//! cmsgs, several endpoints per thread, timers, mailbox order, bind fallback,
-//! truncation, the work limiter, closing and shutdown. Every wait is bounded.
+//! Both backends (io_uring and epoll) on real 127.0.0.1 sockets: echo round trips
+//! with batching, TTL cmsgs, several endpoints per thread, timers, mailbox order, bind
+//! fallback, truncation, the work limiter, closing and shutdown. Each scenario is a
+//! function of the [`IoMode`], run once per backend (`both!` at the bottom). Every
+//! wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,14 +14,13 @@ use std::time::{Duration, Instant};
 
 use common::{Client, Cmd, Ev, LO, TestEp, bound, eventually, spec};
 use tern_base::SocketId;
-use tern_driver::{DriverBuilder, SendError, SpawnError, WorkLimits};
+use tern_driver::{DriverBuilder, IoBackend, IoMode, SendError, SpawnError, WorkLimits};
 use tern_udp::{OutDatagram, SocketOptions, UdpSocket};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[test]
-fn echo_ten_thousand_datagrams_round_trip() {
-    let driver = DriverBuilder::new().start::<TestEp>().unwrap();
+fn echo_ten_thousand_datagrams_round_trip(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).start::<TestEp>().unwrap();
     let (ep, events) = TestEp::echo(b"");
     let handle = driver.spawn_endpoint(ep).unwrap();
     let server = bound(&events)[0];
@@ -59,9 +60,8 @@ fn echo_ten_thousand_datagrams_round_trip() {
     driver.shutdown().unwrap();
 }
 
-#[test]
-fn ttl_cmsg_reaches_the_wire() {
-    let driver = DriverBuilder::new().start::<TestEp>().unwrap();
+fn ttl_cmsg_reaches_the_wire(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).start::<TestEp>().unwrap();
     let (ep, events) = TestEp::echo(b"");
     let handle = driver.spawn_endpoint(ep).unwrap();
     bound(&events);
@@ -76,9 +76,8 @@ fn ttl_cmsg_reaches_the_wire() {
     assert!(matches!(ttl, Some(t) if t != 5), "{ttl:?}");
 }
 
-#[test]
-fn several_endpoints_on_one_thread_each_get_their_own_traffic() {
-    let driver = DriverBuilder::new().threads(1).start::<TestEp>().unwrap();
+fn several_endpoints_on_one_thread_each_get_their_own_traffic(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).threads(1).start::<TestEp>().unwrap();
     let mut servers = HashMap::new();
     for i in 0..8u8 {
         // Two sockets each, so replies must also leave from the right socket.
@@ -114,9 +113,8 @@ fn several_endpoints_on_one_thread_each_get_their_own_traffic() {
     assert!(per_addr.values().all(|&n| n == EACH), "{per_addr:?}");
 }
 
-#[test]
-fn endpoints_spread_round_robin_over_threads() {
-    let driver = DriverBuilder::new().threads(2).start::<TestEp>().unwrap();
+fn endpoints_spread_round_robin_over_threads(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).threads(2).start::<TestEp>().unwrap();
     let mut client = Client::new();
     for i in 0..4u8 {
         let (ep, events) = TestEp::echo(&[i]);
@@ -130,9 +128,8 @@ fn endpoints_spread_round_robin_over_threads() {
     assert!(eventually(WAIT, || driver.thread_stats(1).unwrap().datagrams_received == 2));
 }
 
-#[test]
-fn timers_fire_after_their_deadline() {
-    let driver = DriverBuilder::new().start::<TestEp>().unwrap();
+fn timers_fire_after_their_deadline(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).start::<TestEp>().unwrap();
     let (mut ep, events) = TestEp::echo(b"");
     ep.timer_after = Some(Duration::from_millis(50));
     let started = Instant::now();
@@ -148,13 +145,16 @@ fn timers_fire_after_their_deadline() {
     assert!(eventually(WAIT, || driver.stats().timeouts >= 1));
 }
 
-#[test]
-fn mailbox_commands_arrive_in_order() {
+fn mailbox_commands_arrive_in_order(io: IoMode) {
     // A small mailbox and a small per-turn budget exercise `Full` and the
     // "limit reached, drain again next turn" path.
     let limits = WorkLimits { commands_per_turn: 16, ..WorkLimits::default() };
-    let driver =
-        DriverBuilder::new().mailbox_capacity(64).work_limits(limits).start::<TestEp>().unwrap();
+    let driver = DriverBuilder::new()
+        .io(io)
+        .mailbox_capacity(64)
+        .work_limits(limits)
+        .start::<TestEp>()
+        .unwrap();
     let (ep, events) = TestEp::echo(b"");
     let handle = driver.spawn_endpoint(ep).unwrap();
     const N: u32 = 5_000;
@@ -183,9 +183,8 @@ fn mailbox_commands_arrive_in_order() {
     assert!(eventually(WAIT, || driver.stats().commands == u64::from(N)));
 }
 
-#[test]
-fn bind_falls_back_when_the_first_port_is_taken() {
-    let driver = DriverBuilder::new().start::<TestEp>().unwrap();
+fn bind_falls_back_when_the_first_port_is_taken(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).start::<TestEp>().unwrap();
     let taken = UdpSocket::bind(SocketAddrV4::new(LO, 0), &SocketOptions::default()).unwrap();
     let p = taken.local_addr().port();
     let free = UdpSocket::bind(SocketAddrV4::new(LO, 0), &SocketOptions::default()).unwrap();
@@ -214,9 +213,8 @@ fn bind_falls_back_when_the_first_port_is_taken() {
     assert!(matches!(driver.spawn_endpoint(ep), Err(SpawnError::InvalidSockets)));
 }
 
-#[test]
-fn oversize_datagrams_are_counted_and_dropped() {
-    let driver = DriverBuilder::new().slot_len(2048).start::<TestEp>().unwrap();
+fn oversize_datagrams_are_counted_and_dropped(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).slot_len(2048).start::<TestEp>().unwrap();
     let (ep, events) = TestEp::echo(b"");
     let _handle = driver.spawn_endpoint(ep).unwrap();
     let server = bound(&events)[0];
@@ -233,10 +231,10 @@ fn oversize_datagrams_are_counted_and_dropped() {
     assert!(client.recv_one(Duration::from_millis(100)).is_none());
 }
 
-#[test]
-fn the_work_limiter_shares_a_turn_between_sockets() {
+fn the_work_limiter_shares_a_turn_between_sockets(io: IoMode) {
     let limits = WorkLimits { datagrams_per_socket: 32, ..WorkLimits::default() };
-    let driver = DriverBuilder::new().recv_batch(16).work_limits(limits).start::<TestEp>().unwrap();
+    let driver =
+        DriverBuilder::new().io(io).recv_batch(16).work_limits(limits).start::<TestEp>().unwrap();
     let (busy, busy_events) = TestEp::echo(b"A");
     let busy = driver.spawn_endpoint(busy).unwrap();
     let busy_addr = bound(&busy_events)[0];
@@ -271,9 +269,8 @@ fn the_work_limiter_shares_a_turn_between_sockets() {
     assert!(eventually(WAIT, || driver.stats().recv_limited >= 1));
 }
 
-#[test]
-fn closed_endpoints_are_removed() {
-    let driver = DriverBuilder::new().start::<TestEp>().unwrap();
+fn closed_endpoints_are_removed(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).start::<TestEp>().unwrap();
     let (ep, events) = TestEp::echo(b"");
     let handle = driver.spawn_endpoint(ep).unwrap();
     let server = bound(&events)[0];
@@ -285,9 +282,8 @@ fn closed_endpoints_are_removed() {
     UdpSocket::bind(server, &SocketOptions::default()).unwrap();
 }
 
-#[test]
-fn shutdown_joins_and_closes_everything() {
-    let driver = DriverBuilder::new().threads(2).start::<TestEp>().unwrap();
+fn shutdown_joins_and_closes_everything(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).threads(2).start::<TestEp>().unwrap();
     let mut handles = Vec::new();
     let mut addrs = Vec::new();
     for _ in 0..4 {
@@ -307,3 +303,43 @@ fn shutdown_joins_and_closes_everything() {
         UdpSocket::bind(a, &SocketOptions::default()).unwrap();
     }
 }
+
+/// A driver of `io` that really runs on that backend.
+fn check_backend(io: IoMode) {
+    let driver = DriverBuilder::new().io(io).start::<TestEp>().unwrap();
+    let want = if io == IoMode::Epoll { IoBackend::Epoll } else { IoBackend::Uring };
+    assert_eq!(driver.backend(), want);
+}
+
+/// Generates one `#[test]` per backend for each scenario.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(#[test]
+            fn $name() {
+                super::$name(tern_driver::IoMode::Uring);
+            })*
+        }
+        mod epoll {
+            $(#[test]
+            fn $name() {
+                super::$name(tern_driver::IoMode::Epoll);
+            })*
+        }
+    };
+}
+
+both!(
+    check_backend,
+    echo_ten_thousand_datagrams_round_trip,
+    ttl_cmsg_reaches_the_wire,
+    several_endpoints_on_one_thread_each_get_their_own_traffic,
+    endpoints_spread_round_robin_over_threads,
+    timers_fire_after_their_deadline,
+    mailbox_commands_arrive_in_order,
+    bind_falls_back_when_the_first_port_is_taken,
+    oversize_datagrams_are_counted_and_dropped,
+    the_work_limiter_shares_a_turn_between_sockets,
+    closed_endpoints_are_removed,
+    shutdown_joins_and_closes_everything,
+);

@@ -14,7 +14,10 @@
 //! - [`SendBatch`]: `sendmmsg` of many datagrams from one socket, each with its own
 //!   destination and optional IP TTL (a cmsg), reporting partial sends and EAGAIN so
 //!   the caller can keep the rest for the next writable event; per-datagram errors are
-//!   counted, never returned.
+//!   counted, never returned. [`SendBatch::load`] fills the same headers without
+//!   sending, for drivers that submit them through io_uring.
+//! - [`sockaddr_from_bytes`] and [`ttl_from_control`]: read the source address and
+//!   TTL out of a buffer io_uring's multishot RECVMSG filled.
 //!
 //! Everything is Linux-only (recvmmsg, sendmmsg, IP_PMTUDISC_PROBE); IPv6 is not
 //! supported because HyperDHT's wire format is IPv4-only.
@@ -29,10 +32,12 @@
 
 mod addr;
 mod cmsg;
+mod raw;
 mod recv;
 mod send;
 mod socket;
 
+pub use raw::{RECV_CONTROL_LEN, RECV_NAME_LEN, sockaddr_from_bytes, ttl_from_control};
 pub use recv::{RecvBatch, RxDatagram};
 pub use send::{OutDatagram, SendBatch, SendOutcome};
 pub use socket::{BindError, BufferSizes, SocketOptions, UdpSocket, raise_open_file_limit};

@@ -97,14 +97,19 @@ impl SendBatch {
         self.hdrs.len()
     }
 
-    /// Takes up to [`SendBatch::capacity`] datagrams from `items` and sends them from
-    /// `fd` without blocking. Call again while `loaded > 0 && !would_block` to drain a
-    /// longer iterator.
-    pub fn send<'a, I>(&mut self, fd: BorrowedFd<'_>, items: &mut I) -> SendOutcome
+    /// Fills headers for up to [`SendBatch::capacity`] datagrams from `items` without
+    /// sending them, and returns how many it took. For drivers that submit the
+    /// messages themselves (io_uring SENDMSG): header `i < loaded` is then
+    /// [`SendBatch::msghdr`]`(i)`.
+    ///
+    /// The headers point into this batch and into the payloads `items` lent, so they
+    /// are valid only while both stay untouched: until the next `load`/`send` and no
+    /// longer than the payloads' borrow.
+    pub fn load<'a, I>(&mut self, items: &mut I) -> usize
     where
         I: Iterator<Item = OutDatagram<'a>>,
     {
-        let mut out = SendOutcome::default();
+        let mut loaded = 0;
         let slots = self.hdrs.iter_mut().zip(&mut self.iovs).zip(&mut self.addrs);
         for (((hdr, iov), addr), ctrl) in slots.zip(&mut self.ctrls) {
             let Some(d) = items.next() else { break };
@@ -127,11 +132,28 @@ impl SendBatch {
                 }
             }
             hdr.msg_len = 0;
-            out.loaded += 1;
+            loaded += 1;
         }
+        loaded
+    }
+
+    /// The `msghdr` of loaded datagram `i` (see [`SendBatch::load`] for how long it
+    /// stays valid), or `None` past the capacity.
+    pub fn msghdr(&self, i: usize) -> Option<*const libc::msghdr> {
+        self.hdrs.get(i).map(|h| std::ptr::from_ref(&h.msg_hdr))
+    }
+
+    /// Takes up to [`SendBatch::capacity`] datagrams from `items` and sends them from
+    /// `fd` without blocking. Call again while `loaded > 0 && !would_block` to drain a
+    /// longer iterator.
+    pub fn send<'a, I>(&mut self, fd: BorrowedFd<'_>, items: &mut I) -> SendOutcome
+    where
+        I: Iterator<Item = OutDatagram<'a>>,
+    {
+        let mut out = SendOutcome { loaded: self.load(items), ..SendOutcome::default() };
         let mut at = 0;
         while at < out.loaded {
-            // SAFETY: hdrs[at..loaded] were initialised above with pointers to
+            // SAFETY: hdrs[at..loaded] were initialised by `load` with pointers to
             // `addrs`/`iovs`/`ctrls` of this batch and to payloads borrowed from
             // `items` (lifetime 'a, alive for this whole call); the kernel only reads
             // them (and writes msg_len). `at < loaded <= hdrs.len()` keeps the pointer

@@ -55,6 +55,12 @@ const WRITE: u32 = libc::EPOLLOUT as u32;
 const READ_LIKE: u32 = (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32;
 
 impl Backend for Epoll {
+    type Rx = RecvBatch;
+
+    fn register_waker(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, READ, token)
+    }
+
     fn register(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, READ, token)
     }
@@ -68,7 +74,12 @@ impl Backend for Epoll {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
-    fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()> {
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        _rx: &mut RecvBatch,
+        ready: &mut Vec<Ready>,
+    ) -> io::Result<()> {
         // Round up: waking before the deadline would only make the loop spin through
         // sub-millisecond waits until it passes.
         let ms = match timeout {
@@ -97,10 +108,6 @@ impl Backend for Epoll {
             Ready { token, readable: events & READ_LIKE != 0, writable: events & WRITE != 0 }
         }));
         Ok(())
-    }
-
-    fn recv(&mut self, socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
-        batch.recv(socket.as_fd())
     }
 
     fn send<'a, I>(

@@ -5,12 +5,14 @@
 //!
 //! 1. wait on the [`Backend`] until a socket or the mailbox is ready or the earliest
 //!    deadline in [`Timers`] passes;
-//! 2. read each ready socket in `recvmmsg` batches — each batch stamped once with the
-//!    clock — and hand every datagram to its endpoint, within the [`WorkLimits`] so
-//!    one busy socket cannot starve the others;
+//! 2. read each ready socket in batches from the backend's receive source (`recvmmsg`,
+//!    or completed io_uring receives) — each batch stamped once with the clock — and
+//!    hand every datagram to its endpoint, within the [`WorkLimits`] so one busy
+//!    socket cannot starve the others;
 //! 3. drain the mailbox (commands, new endpoints) in a bounded batch;
 //! 4. call `handle_timeout` on endpoints whose deadline passed;
-//! 5. flush transmit queues with `sendmmsg`, re-arm deadlines, drop closed endpoints.
+//! 5. flush transmit queues (`sendmmsg` or batched SENDMSG), re-arm deadlines, drop
+//!    closed endpoints.
 //!
 //! One [`TxQueue`] serves all endpoints: it belongs to whichever endpoint last got
 //! input (`tx_owner`) and is flushed when another endpoint's turn comes, when it gets
@@ -31,7 +33,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use tern_base::{Endpoint, Timestamp, TxQueue};
-use tern_udp::{RecvBatch, SendBatch};
+use tern_udp::SendBatch;
 
 use crate::WorkLimits;
 use crate::backend::{Backend, Ready};
@@ -94,7 +96,7 @@ pub(crate) struct Shard<E: Endpoint, B: Backend> {
     by_id: HashMap<u64, u32>,
     live: usize,
     timers: Timers,
-    rx: RecvBatch,
+    rx: B::Rx,
     sender: SendBatch,
     tx: TxQueue,
     /// The endpoint whose datagrams `tx` holds.
@@ -111,12 +113,13 @@ pub(crate) struct Shard<E: Endpoint, B: Backend> {
 impl<E: Endpoint, B: Backend> Shard<E, B> {
     pub(crate) fn new(
         mut backend: B,
+        rx: B::Rx,
         clock: Clock,
         shared: Arc<ThreadShared>,
         mailbox: Receiver<Msg<E>>,
         config: ShardConfig,
     ) -> io::Result<Self> {
-        backend.register(shared.waker.fd(), WAKER_TOKEN)?;
+        backend.register_waker(shared.waker.fd(), WAKER_TOKEN)?;
         Ok(Self {
             backend,
             clock,
@@ -127,7 +130,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             by_id: HashMap::new(),
             live: 0,
             timers: Timers::default(),
-            rx: RecvBatch::new(config.recv_slots, config.slot_len),
+            rx,
             sender: SendBatch::new(config.send_batch),
             tx: TxQueue::new(config.tx_capacity.max(1)),
             tx_owner: None,
@@ -149,7 +152,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             // Work left by a limiter: look at the sockets again, but don't sleep.
             let timeout = if busy { Some(Duration::ZERO) } else { self.sleep_for() };
             self.ready.clear();
-            if let Err(e) = self.backend.wait(timeout, &mut self.ready) {
+            if let Err(e) = self.backend.wait(timeout, &mut self.rx, &mut self.ready) {
                 break Err(e);
             }
             busy = self.turn();

@@ -17,7 +17,7 @@ use tern_udp::{OutDatagram, SendBatch, UdpSocket};
 
 use super::{Shard, token};
 use crate::WorkLimits;
-use crate::backend::Backend;
+use crate::backend::{Backend, RecvSource};
 use crate::stats::DriverStats;
 
 /// One bound socket of an endpoint.
@@ -220,7 +220,8 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
         };
         let Some(id) = live.sockets.get(index).map(|s| s.id) else { return };
         loop {
-            let n = match self.backend.recv(&live.sockets[index].socket, &mut self.rx) {
+            let t = token(slot, generation, index);
+            let n = match self.rx.recv(t, &live.sockets[index].socket) {
                 Ok(n) => n,
                 Err(e) => {
                     self.stats.recv_errors += 1;
@@ -234,7 +235,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             // One clock read per batch: every datagram of it arrived "now".
             let now = self.clock.now();
             self.stats.recv_truncated += self.rx.truncated() as u64;
-            for d in self.rx.iter() {
+            for d in self.rx.datagrams() {
                 if self.tx.len() >= high_water {
                     let mut io = Io {
                         backend: &mut self.backend,
@@ -254,7 +255,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                 break; // settle removes it; the rest of its input is moot
             }
             // A short batch means the socket was empty a moment ago: skip the
-            // EAGAIN round trip (level-triggered epoll reports later arrivals).
+            // EAGAIN round trip (the backend reports later arrivals).
             if n < self.rx.slots() {
                 break;
             }

@@ -22,6 +22,10 @@ struct Fake {
 }
 
 impl Backend for Fake {
+    type Rx = RecvBatch;
+    fn register_waker(&mut self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
+        Ok(())
+    }
     fn register(&mut self, _: BorrowedFd<'_>, _: u64) -> io::Result<()> {
         Ok(())
     }
@@ -32,11 +36,13 @@ impl Backend for Fake {
     fn deregister(&mut self, _: BorrowedFd<'_>) -> io::Result<()> {
         Ok(())
     }
-    fn wait(&mut self, _: Option<Duration>, _: &mut Vec<Ready>) -> io::Result<()> {
+    fn wait(
+        &mut self,
+        _: Option<Duration>,
+        _: &mut RecvBatch,
+        _: &mut Vec<Ready>,
+    ) -> io::Result<()> {
         Ok(())
-    }
-    fn recv(&mut self, _: &UdpSocket, _: &mut RecvBatch) -> io::Result<usize> {
-        Ok(0)
     }
     fn send<'a, I>(&mut self, _: &UdpSocket, batch: &mut SendBatch, items: &mut I) -> SendOutcome
     where
@@ -97,7 +103,9 @@ fn shard(limits: WorkLimits) -> (TestShard, crossbeam_channel::Sender<Msg<Burst>
     let shared = Arc::new(ThreadShared::new().unwrap());
     let config =
         ShardConfig { recv_slots: 8, slot_len: 2048, send_batch: 16, tx_capacity: 4096, limits };
-    let mut shard = Shard::new(Fake::default(), Clock::new(), shared, rx, config).unwrap();
+    let mut shard =
+        Shard::new(Fake::default(), RecvBatch::new(8, 2048), Clock::new(), shared, rx, config)
+            .unwrap();
     let socket =
         UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), &SocketOptions::default())
             .unwrap();
