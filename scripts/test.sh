@@ -29,6 +29,10 @@ cargo check --manifest-path node/fuzz/Cargo.toml --bins
 step "cargo test"
 cargo test --workspace
 
+step "interop on each driver backend explicitly (TERN_IO; the run above used auto)"
+TERN_IO=epoll cargo test -p tern --test interop
+TERN_IO=uring cargo test -p tern --test interop
+
 step "netbench pipeline at tiny scale (plans/ci.toml: proves it works, asserts nothing about speed)"
 cargo build -p tern -p tern-loadgen -p tern-netbench
 ./target/debug/netbench run netbench/plans/ci.toml --out target/netbench-ci > /dev/null

@@ -20,12 +20,16 @@
 //!
 //! Every call returns at once: [`Pending`] is a `Future` (for any executor) with a
 //! blocking `.wait()`, and [`LookupStream`] is both a `Stream` and a blocking iterator.
-//! The node itself runs on a driver thread (see `tern-driver`); the protocol lives in
+//! The node itself runs on a driver thread (see `tern-driver`; io_uring where the
+//! kernel allows it, else epoll — `TERN_IO=auto|uring|epoll` picks); the protocol lives in
 //! the sans-IO crates `tern-rpc`, `tern-dht` and `tern-core`.
 
 mod api;
 
-pub use api::dht::{Dht, DhtConfig, NodeDriver, PUBLIC_BOOTSTRAP, node_driver};
+pub use api::dht::{
+    Dht, DhtConfig, IO_ENV, IO_PROBE_FAIL_ENV, NodeDriver, PUBLIC_BOOTSTRAP, io_mode_from_env,
+    node_driver, node_driver_with,
+};
 pub use api::endpoint::ApiNode;
 pub use api::error::{BindError, DhtError};
 pub use api::pending::{LookupReply, LookupStream, Pending};
@@ -33,4 +37,5 @@ pub use tern_base::NodeId;
 pub use tern_core::{NodeConfig, NodeStats};
 pub use tern_crypto::{KeyPair, PublicKey};
 pub use tern_dht::{MutableValue, OpError, PeerInfo};
+pub use tern_driver::{IoBackend, IoMode};
 pub use tern_rpc::RpcConfig;

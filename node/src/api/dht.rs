@@ -13,7 +13,7 @@ use tern_base::NodeId;
 use tern_core::{Node, NodeCommand, NodeConfig, NodeStats};
 use tern_crypto::KeyPair;
 use tern_dht::{MutableValue, OpOutput, PeerInfo};
-use tern_driver::{Driver, DriverBuilder, EndpointHandle, SendError};
+use tern_driver::{Driver, DriverBuilder, EndpointHandle, IoMode, SendError};
 use tern_rpc::RpcConfig;
 
 use crate::api::endpoint::{ApiCommand, ApiNode, Route, Shared};
@@ -65,13 +65,52 @@ impl Default for DhtConfig {
 /// [`Dht::start_on`] (a test network, a load generator).
 pub type NodeDriver = Driver<ApiNode>;
 
-/// Starts a driver for `threads` threads named `name`.
+/// The environment variable that picks the driver backend: `auto` (default), `uring`
+/// or `epoll` (the CLI's `--io` reads it too).
+pub const IO_ENV: &str = "TERN_IO";
+
+/// The environment variable that makes the io_uring probe fail as if the kernel
+/// answered `EPERM` or `ENOSYS` — for testing the automatic fallback on a host where
+/// io_uring works.
+pub const IO_PROBE_FAIL_ENV: &str = "TERN_IO_PROBE_FAIL";
+
+/// The backend `TERN_IO` asks for ([`IoMode::Auto`] when unset).
+pub fn io_mode_from_env() -> Result<IoMode, BindError> {
+    match std::env::var(IO_ENV) {
+        Ok(v) => v.parse().map_err(|e| BindError::Driver(format!("{IO_ENV}: {e}"))),
+        Err(_) => Ok(IoMode::Auto),
+    }
+}
+
+/// Starts a driver for `threads` threads named `name`, on the backend `TERN_IO` asks
+/// for (see [`node_driver_with`]).
 pub fn node_driver(threads: usize, name: &str) -> Result<NodeDriver, BindError> {
+    node_driver_with(threads, name, io_mode_from_env()?)
+}
+
+/// Starts a driver for `threads` threads named `name` on backend `io`. With
+/// [`IoMode::Auto`], io_uring is probed once per process; where it is blocked the
+/// driver logs one warning naming the cause and runs epoll.
+pub fn node_driver_with(threads: usize, name: &str, io: IoMode) -> Result<NodeDriver, BindError> {
+    let simulate = match std::env::var(IO_PROBE_FAIL_ENV).as_deref() {
+        Ok("EPERM" | "eperm") => Some(libc_errno::EPERM),
+        Ok("ENOSYS" | "enosys") => Some(libc_errno::ENOSYS),
+        _ => None,
+    };
     DriverBuilder::new()
         .threads(threads)
         .name(name)
+        .io(io)
+        .simulate_uring_errno(simulate)
         .start::<ApiNode>()
         .map_err(|e| BindError::Driver(e.to_string()))
+}
+
+/// The two errno values [`IO_PROBE_FAIL_ENV`] can simulate (Linux numbering; the
+/// crate does not otherwise need libc).
+mod libc_errno {
+    pub(super) const EPERM: i32 = 1;
+    pub(super) const ENOSYS: i32 = 38;
 }
 
 /// A running HyperDHT node.
@@ -129,17 +168,28 @@ impl Dht {
     /// `H32(host:port)`, no bootstrap list, never falling back to another port (like
     /// hyperdht's `DHT.bootstrapper(port, host)`).
     pub fn bootstrapper(port: u16, host: Ipv4Addr) -> Result<Dht, BindError> {
+        Self::bootstrapper_with_io(port, host, io_mode_from_env()?)
+    }
+
+    /// [`Dht::bootstrapper`] on driver backend `io`.
+    pub fn bootstrapper_with_io(port: u16, host: Ipv4Addr, io: IoMode) -> Result<Dht, BindError> {
         if host.is_unspecified() {
             return Err(BindError::UnspecifiedHost(host));
         }
         let public = SocketAddrV4::new(host, port);
         let rpc = RpcConfig { public_addr: Some(public), ..RpcConfig::default() };
-        Self::start(NodeConfig { rpc, host, port, ..NodeConfig::default() })
+        Self::start_with_io(NodeConfig { rpc, host, port, ..NodeConfig::default() }, io)
     }
 
-    /// Starts a node from a full [`NodeConfig`].
-    pub fn start(mut config: NodeConfig) -> Result<Dht, BindError> {
-        let driver = node_driver(1, "tern-dht")?;
+    /// Starts a node from a full [`NodeConfig`] on its own driver thread, on the
+    /// backend `TERN_IO` asks for.
+    pub fn start(config: NodeConfig) -> Result<Dht, BindError> {
+        Self::start_with_io(config, io_mode_from_env()?)
+    }
+
+    /// [`Dht::start`] on driver backend `io`.
+    pub fn start_with_io(mut config: NodeConfig, io: IoMode) -> Result<Dht, BindError> {
+        let driver = node_driver_with(1, "tern-dht", io)?;
         let mut dht = Self::start_on(&driver, {
             config.wall_clock_offset_ms = wall_clock_ms();
             config

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tern::IoMode;
 
 /// tern: a high-capacity HyperDHT node, wire-compatible with the JavaScript hyperdht.
 #[derive(Debug, Parser)]
@@ -16,6 +17,10 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tern=debug`.
     #[arg(long, global = true, env = "TERN_LOG", default_value = "info")]
     log: String,
+    /// Driver backend: `auto` (io_uring where the kernel allows it, else epoll with a
+    /// warning saying why), `uring` (fail if unavailable) or `epoll`.
+    #[arg(long, global = true, env = "TERN_IO", default_value = "auto", value_name = "MODE")]
+    io: IoMode,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,6 +34,9 @@ pub struct ProbeOpts {
     /// Print one JSON object per result line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The driver backend (the global `--io`, filled in after parsing).
+    #[arg(skip)]
+    pub io: IoMode,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +149,22 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The probe options of a probe command.
+    fn probe_opts_mut(&mut self) -> Option<&mut ProbeOpts> {
+        match self {
+            Self::Bootstrap { .. } | Self::Node { .. } | Self::Testnet { .. } => None,
+            Self::Ping { opts, .. }
+            | Self::Lookup { opts, .. }
+            | Self::Announce { opts, .. }
+            | Self::MutablePut { opts, .. }
+            | Self::MutableGet { opts, .. }
+            | Self::ImmutablePut { opts, .. }
+            | Self::ImmutableGet { opts, .. } => Some(opts),
+        }
+    }
+}
+
 /// Parses a 32-byte hex argument.
 pub fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
     let v = hex::decode(s.trim()).map_err(|e| anyhow::anyhow!("not hex: {e}"))?;
@@ -152,12 +176,17 @@ pub fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let result = match cli.command {
-        Command::Bootstrap { host, port } => run::bootstrap(host, port),
+    let io = cli.io;
+    let mut command = cli.command;
+    if let Some(opts) = command.probe_opts_mut() {
+        opts.io = io;
+    }
+    let result = match command {
+        Command::Bootstrap { host, port } => run::bootstrap(host, port, io),
         Command::Node { bootstrap, host, port, nodes, ephemeral, firewalled } => {
-            run::nodes(bootstrap, host, port, nodes, ephemeral, firewalled)
+            run::nodes(bootstrap, host, port, nodes, ephemeral, firewalled, io)
         }
-        Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port),
+        Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io),
         Command::Ping { addr, opts } => probe::ping(addr, &opts),
         Command::Lookup { topic, opts } => probe::lookup(&topic, &opts),
         Command::Announce { topic, seed, duration, opts } => {

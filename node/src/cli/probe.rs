@@ -21,8 +21,8 @@ fn client(opts: &ProbeOpts) -> anyhow::Result<Dht> {
         opts.bootstrap.clone()
     };
     let rpc = RpcConfig { bootstrap, ephemeral: Some(true), ..RpcConfig::default() };
-    let dht = Dht::start(NodeConfig { rpc, random_port: true, ..NodeConfig::default() })
-        .context("starting the client node")?;
+    let config = NodeConfig { rpc, random_port: true, ..NodeConfig::default() };
+    let dht = Dht::start_with_io(config, opts.io).context("starting the client node")?;
     dht.ready().wait().context("bootstrapping")?;
     Ok(dht)
 }

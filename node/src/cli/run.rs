@@ -6,13 +6,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tern::{Dht, KeyPair, NodeConfig, RpcConfig};
+use tern::{Dht, IoMode, KeyPair, NodeConfig, RpcConfig};
 
 /// How often long-running commands log their state.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
-pub fn bootstrap(host: Ipv4Addr, port: u16) -> anyhow::Result<()> {
-    let dht = Dht::bootstrapper(port, host).context("starting the bootstrap node")?;
+pub fn bootstrap(host: Ipv4Addr, port: u16, io: IoMode) -> anyhow::Result<()> {
+    let dht = Dht::bootstrapper_with_io(port, host, io).context("starting the bootstrap node")?;
     dht.ready().wait()?;
     tracing::info!(addr = %SocketAddrV4::new(host, port), id = ?dht.id(), "bootstrap node up");
     watch(&[dht])
@@ -25,8 +25,9 @@ pub fn nodes(
     count: u16,
     ephemeral: bool,
     firewalled: bool,
+    io: IoMode,
 ) -> anyhow::Result<()> {
-    let driver = tern::node_driver(1, "tern-node")?;
+    let driver = tern::node_driver_with(1, "tern-node", io)?;
     let public = bootstrap.is_empty();
     let mut dhts = Vec::new();
     for i in 0..count.max(1) {
@@ -87,11 +88,11 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-pub fn testnet(count: u16, host: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+pub fn testnet(count: u16, host: Ipv4Addr, port: u16, io: IoMode) -> anyhow::Result<()> {
     if !host.is_loopback() {
         bail!("the testnet binds loopback addresses only (got {host})");
     }
-    let driver = tern::node_driver(1, "tern-testnet")?;
+    let driver = tern::node_driver_with(1, "tern-testnet", io)?;
     let boot_addr = SocketAddrV4::new(host, port);
     let boot = Dht::start_on(
         &driver,
