@@ -33,6 +33,17 @@ step "interop on each driver backend explicitly (TERN_IO; the run above used aut
 TERN_IO=epoll cargo test -p tern --test interop
 TERN_IO=uring cargo test -p tern --test interop
 
+step "tern-sim swarm runs: fixed seeds plus two fresh ones (a failing seed prints its reproduction line)"
+cargo build -p tern-sim
+fresh=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
+fresh2=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
+echo "fresh seeds this run: $fresh $fresh2"
+sim_failed=0
+for seed in 3 6 13 14 17 19 "$fresh" "$fresh2"; do
+  ./target/debug/tern-sim --seed "$seed" --nodes 300 --minutes 30 || sim_failed=1
+done
+[ "$sim_failed" = 0 ] || { echo "tern-sim: a seed failed (see its reproduction line above)"; exit 1; }
+
 step "netbench pipeline at tiny scale (plans/ci.toml: proves it works, asserts nothing about speed)"
 cargo build -p tern -p tern-loadgen -p tern-netbench
 ./target/debug/netbench run netbench/plans/ci.toml --out target/netbench-ci > /dev/null

@@ -197,6 +197,8 @@ pub fn run(cfg: SwarmConfig) -> Report {
     let knobs = if cfg.bench { Knobs::bench() } else { Knobs::draw(cfg.seed, cfg.minutes) };
     let mut wcfg = WorldConfig::new(cfg.seed);
     wcfg.trace = cfg.trace;
+    // Livelock guard: runs use ~200 events per node-minute; 50 times that is a bug.
+    wcfg.max_events = (cfg.nodes as u64 + 3) * cfg.minutes.max(1) * 10_000;
     wcfg.net.link = knobs.link;
     let report = Report {
         config: cfg,

@@ -24,7 +24,7 @@ use std::net::SocketAddrV4;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use tern_base::{NodeId, Rng, SocketId, Timestamp, TxQueue};
+use tern_base::{Rng, SocketId, Timestamp, TxQueue};
 use tern_core::{Node, NodeCommand, NodeConfig, NodeEvent};
 use tern_dht::{DhtEvent, OpId};
 use tern_netsim::{
@@ -36,8 +36,10 @@ use crate::check::Violation;
 use crate::ops::{Ledger, OpKind, OpRecord, Outcome};
 use crate::trace::{Trace, TraceLevel};
 
+mod node;
 mod slab;
 
+pub use node::{Mode, NodeState, Placement, SimNode};
 use slab::Slab;
 
 /// hyperdht's default server port (tern-core `DEFAULT_PORT`); every simulated node
@@ -47,126 +49,6 @@ pub const SERVER_PORT: u16 = 49_737;
 const BACKLOG_MAX: usize = 256;
 /// Datagrams one node input may queue; tern nodes stay far below it.
 const TX_CAPACITY: usize = 8192;
-
-/// How a node runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// A bootstrap node: fixed public address, persistent from the start.
-    Bootstrap,
-    /// Forced persistent (`ephemeral: false`): persistent once its address is sampled.
-    Persistent,
-    /// Adaptive (`ephemeral: None`): persistent only after ~20 minutes of stable address
-    /// and a passed firewall test.
-    Adaptive,
-    /// Never persistent (`ephemeral: true`).
-    Ephemeral,
-}
-
-/// Where a node's host sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// Its own public address.
-    Public,
-    /// Behind a NAT box.
-    Behind(NatId),
-}
-
-/// Life cycle of a simulated node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeState {
-    /// Created, not joined yet.
-    Idle,
-    /// Running.
-    Running,
-    /// Stopped (`SIGSTOP`): no timers, arrivals wait in a bounded backlog.
-    Paused,
-    /// Killed or crashed.
-    Dead,
-}
-
-/// One node of the world and what the world knows about it.
-pub struct SimNode {
-    node: Node,
-    host: HostId,
-    mode: Mode,
-    placement: Placement,
-    local: SocketAddrV4,
-    client_port: u16,
-    state: NodeState,
-    timer_at: Timestamp,
-    /// Datagrams (slab slot, local port) that arrived while paused.
-    backlog: Vec<(u32, u16)>,
-    forger: bool,
-    /// When it joined.
-    pub started_at: Option<Timestamp>,
-    /// When its bootstrap walk finished.
-    pub bootstrapped_at: Option<Timestamp>,
-    /// When it turned persistent, and with which id.
-    pub persistent: Option<(Timestamp, NodeId)>,
-}
-
-impl SimNode {
-    /// The protocol node.
-    pub fn node(&self) -> &Node {
-        &self.node
-    }
-
-    /// Its host.
-    pub fn host(&self) -> HostId {
-        self.host
-    }
-
-    /// How it runs.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// Where it sits.
-    pub fn placement(&self) -> Placement {
-        self.placement
-    }
-
-    /// Its server socket's local address (private behind a NAT).
-    pub fn local_addr(&self) -> SocketAddrV4 {
-        self.local
-    }
-
-    /// Its client socket's port.
-    pub fn client_port(&self) -> u16 {
-        self.client_port
-    }
-
-    /// Its state.
-    pub fn state(&self) -> NodeState {
-        self.state
-    }
-
-    /// Whether it runs (or is paused: alive but stopped).
-    pub fn is_alive(&self) -> bool {
-        matches!(self.state, NodeState::Running | NodeState::Paused)
-    }
-
-    /// Whether its writes are tampered with on the way out.
-    pub fn is_forger(&self) -> bool {
-        self.forger
-    }
-
-    /// The server address others can reach it at, if it has a public one.
-    pub fn public_addr(&self) -> Option<SocketAddrV4> {
-        matches!(self.placement, Placement::Public).then_some(self.local)
-    }
-
-    /// Whether it should end up persistent: bootstrap and forced nodes, and adaptive
-    /// nodes with a public address (the firewall test must pass for them and fail
-    /// behind any NAT).
-    pub fn should_be_persistent(&self) -> bool {
-        match self.mode {
-            Mode::Bootstrap | Mode::Persistent => true,
-            Mode::Adaptive => self.placement == Placement::Public,
-            Mode::Ephemeral => false,
-        }
-    }
-}
 
 /// Settings of a world.
 #[derive(Debug, Clone, Copy)]
@@ -407,12 +289,11 @@ impl World {
         start: Timestamp,
     ) -> usize {
         let ip = self.net.host_ip(host);
-        // An OS-style ephemeral port for the client socket, never the server port.
-        let client_port = loop {
-            let p = 32_768 + self.rng.below(28_232) as u16;
-            if p != SERVER_PORT {
-                break p;
-            }
+        // An OS-style ephemeral port (Linux: 32768–60999) for the client socket, never
+        // the server port.
+        let client_port = match 32_768 + self.rng.below(28_232) as u16 {
+            SERVER_PORT => SERVER_PORT + 1,
+            p => p,
         };
         let rpc = RpcConfig { server_port: SERVER_PORT, ..rpc };
         let config = NodeConfig { rpc, host: ip, port: SERVER_PORT, ..NodeConfig::default() };
