@@ -39,7 +39,7 @@ enum Command {
         #[arg(long)]
         repo: Option<PathBuf>,
         /// First UDP port for targets (each target start uses the next one).
-        #[arg(long, default_value_t = 47_000)]
+        #[arg(long, default_value_t = 27_000)]
         port: u16,
     },
     /// Compare two runs (report.json files or their directories); exits 1 on regression.

@@ -23,7 +23,7 @@ impl Drop for Killed {
 fn probe(args: &[&str]) -> Output {
     let out = Command::new(TERN)
         .args(args)
-        .args(["--bootstrap", "127.0.0.1:46700", "--json"])
+        .args(["--bootstrap", "127.0.0.1:26700", "--json"])
         .output()
         .unwrap();
     eprintln!(
@@ -41,7 +41,7 @@ fn json_line(out: &Output) -> serde_json::Value {
 #[test]
 fn testnet_self_check_and_probes() {
     let mut child = Command::new(TERN)
-        .args(["testnet", "--nodes", "6", "--port", "46700"])
+        .args(["testnet", "--nodes", "6", "--port", "26700"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -67,7 +67,7 @@ fn testnet_self_check_and_probes() {
         "{lines:?}"
     );
 
-    let ping = probe(&["ping", "127.0.0.1:46701"]);
+    let ping = probe(&["ping", "127.0.0.1:26701"]);
     assert!(ping.status.success());
     assert_eq!(json_line(&ping)["answered"], true);
     assert!(!probe(&["ping", "127.0.0.1:9"]).status.success(), "no answer exits non-zero");
@@ -98,7 +98,7 @@ fn testnet_self_check_and_probes() {
             "--for",
             "20",
             "--bootstrap",
-            "127.0.0.1:46700",
+            "127.0.0.1:26700",
             "--json",
         ])
         .stdout(Stdio::piped())

@@ -3,7 +3,9 @@
 //!
 //! I1 tern bootstrap + JS nodes · I2 JS bootstrap + tern nodes · I3 announce/lookup both
 //! ways + unannounce · I4 mutable/immutable both ways, seq rules, forged writes refused ·
-//! I5 two firewalled JS peers connect through tern relays. Each test owns a port range.
+//! I5 two firewalled JS peers connect through tern relays. Each test owns a port range,
+//! below the kernel's ephemeral range (32768–60999) so that no randomly bound socket (a
+//! JS peer's, a client socket) can take a fixed port first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,9 +24,9 @@ fn hexs(b: &[u8]) -> String {
 #[test]
 fn i1_js_nodes_bootstrap_from_a_tern_bootstrapper() {
     let driver = tern::node_driver(1, "i1").unwrap();
-    let boot = tern_bootstrapper(&driver, 46_100);
+    let boot = tern_bootstrapper(&driver, 26_100);
     let mut js = JsPeer::start(json!({
-        "bootstrap": ["127.0.0.1:46100"], "nodes": 10, "ephemeral": false, "firewalled": false
+        "bootstrap": ["127.0.0.1:26100"], "nodes": 10, "ephemeral": false, "firewalled": false
     }));
     let status = js.ok("status", json!({}));
     let all_persistent = status.as_array().unwrap().iter().all(|n| n["persistent"] == json!(true));
@@ -49,12 +51,12 @@ fn i1_js_nodes_bootstrap_from_a_tern_bootstrapper() {
 #[test]
 fn i2_tern_nodes_join_a_js_network() {
     let mut js = JsPeer::start(json!({
-        "bootstrapper": {"port": 46200}, "bootstrap": ["127.0.0.1:46200"],
+        "bootstrapper": {"port": 26200}, "bootstrap": ["127.0.0.1:26200"],
         "nodes": 3, "ephemeral": false, "firewalled": false
     }));
     let driver = tern::node_driver(1, "i2").unwrap();
     let nodes: Vec<Dht> =
-        (0..5).map(|i| tern_node(&driver, localhost(46_200), 46_201 + i)).collect();
+        (0..5).map(|i| tern_node(&driver, localhost(26_200), 26_201 + i)).collect();
     for n in &nodes {
         n.ready().wait().unwrap();
     }
@@ -127,11 +129,11 @@ fn mixed(port: u16) -> Mixed {
 
 #[test]
 fn i3_announce_lookup_both_ways_and_unannounce() {
-    let mut m = mixed(46_300);
+    let mut m = mixed(26_300);
     let tern_kp = KeyPair::from_seed(&[0x31; 32]);
     let tern_pk = hexs(tern_kp.public_key().as_bytes());
     let topic = [0x33u8; 32];
-    let stored = m.tern[0].announce(topic, &tern_kp, &[localhost(46_301)]).wait().unwrap();
+    let stored = m.tern[0].announce(topic, &tern_kp, &[localhost(26_301)]).wait().unwrap();
     assert!(stored >= 5, "tern announce stored on {stored} nodes");
     let found = m.js.ok("lookup", json!({"node": 4, "topic": hexs(&topic)}));
     let hit = found["peers"]
@@ -141,7 +143,7 @@ fn i3_announce_lookup_both_ways_and_unannounce() {
         .find(|p| p["publicKey"] == json!(tern_pk))
         .cloned();
     let hit = hit.unwrap_or_else(|| panic!("JS finds the tern announce: {found}"));
-    assert_eq!(hit["relays"], json!(["127.0.0.1:46301"]), "relay addresses survive");
+    assert_eq!(hit["relays"], json!(["127.0.0.1:26301"]), "relay addresses survive");
 
     let js_topic = [0x34u8; 32];
     m.js.ok("announce", json!({"node": 2, "topic": hexs(&js_topic), "seed": hexs(&[0x35; 32])}));
@@ -162,7 +164,7 @@ fn i3_announce_lookup_both_ways_and_unannounce() {
 
 #[test]
 fn i4_mutable_and_immutable_both_ways() {
-    let mut m = mixed(46_400);
+    let mut m = mixed(26_400);
     // JS put -> tern get.
     let js_seed = [0x41u8; 32];
     let js_pk = *KeyPair::from_seed(&js_seed).public_key().as_bytes();
@@ -236,16 +238,16 @@ fn i4_mutable_and_immutable_both_ways() {
 #[test]
 fn i5_js_peers_connect_through_tern_relays() {
     let driver = tern::node_driver(1, "i5").unwrap();
-    let boot = tern_bootstrapper(&driver, 46_500);
+    let boot = tern_bootstrapper(&driver, 26_500);
     let tern: Vec<Dht> =
-        (0..6).map(|i| tern_node(&driver, localhost(46_500), 46_501 + i)).collect();
+        (0..6).map(|i| tern_node(&driver, localhost(26_500), 26_501 + i)).collect();
     for n in &tern {
         n.ready().wait().unwrap();
     }
     assert!(eventually(Duration::from_secs(20), || tern.iter().all(Dht::is_persistent)));
     // Two firewalled JS clients; the only persistent nodes (the relays) are tern nodes.
     let mut js = JsPeer::start(json!({
-        "bootstrap": ["127.0.0.1:46500"], "nodes": 2, "firewalled": true, "quickFirewall": false
+        "bootstrap": ["127.0.0.1:26500"], "nodes": 2, "firewalled": true, "quickFirewall": false
     }));
     let server = js.ok("listen", json!({"node": 0, "seed": hexs(&[0x51; 32])}));
     let msg = b"hello through tern relays";

@@ -39,7 +39,7 @@ fn strip_ansi(line: &str) -> String {
 #[test]
 fn a_blocked_io_uring_falls_back_to_epoll_and_still_serves() {
     let mut child = Command::new(TERN)
-        .args(["testnet", "--nodes", "2", "--port", "46750", "--io", "auto"])
+        .args(["testnet", "--nodes", "2", "--port", "26750", "--io", "auto"])
         .env("TERN_IO_PROBE_FAIL", "EPERM")
         .env("TERN_LOG", "info")
         .stdout(Stdio::piped())
@@ -84,7 +84,7 @@ fn a_blocked_io_uring_falls_back_to_epoll_and_still_serves() {
 
     // The node still serves: a probe (on the real backend) gets an answer.
     let ping = Command::new(TERN)
-        .args(["ping", "127.0.0.1:46751", "--bootstrap", "127.0.0.1:46750", "--json"])
+        .args(["ping", "127.0.0.1:26751", "--bootstrap", "127.0.0.1:26750", "--json"])
         .output()
         .unwrap();
     assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stderr));
@@ -94,7 +94,7 @@ fn a_blocked_io_uring_falls_back_to_epoll_and_still_serves() {
 #[test]
 fn forcing_io_uring_where_it_is_blocked_fails_with_the_cause() {
     let out = Command::new(TERN)
-        .args(["testnet", "--nodes", "2", "--port", "46760", "--io", "uring"])
+        .args(["testnet", "--nodes", "2", "--port", "26760", "--io", "uring"])
         .env("TERN_IO_PROBE_FAIL", "ENOSYS")
         .output()
         .unwrap();
