@@ -28,11 +28,12 @@ mod api;
 
 pub use api::dht::{
     Dht, DhtConfig, IO_ENV, IO_PROBE_FAIL_ENV, NodeDriver, PUBLIC_BOOTSTRAP, io_mode_from_env,
-    node_driver, node_driver_with,
+    node_driver, node_driver_with, shard_driver,
 };
 pub use api::endpoint::ApiNode;
 pub use api::error::{BindError, DhtError};
 pub use api::pending::{LookupReply, LookupStream, Pending};
+pub use api::shard::ShardStats;
 pub use tern_base::NodeId;
 pub use tern_core::{NodeConfig, NodeStats};
 pub use tern_crypto::{KeyPair, PublicKey};

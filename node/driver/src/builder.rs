@@ -95,6 +95,7 @@ pub struct DriverBuilder {
     pub(crate) limits: WorkLimits,
     pub(crate) io: IoMode,
     pub(crate) simulate_uring_errno: Option<i32>,
+    pub(crate) pin_threads: bool,
 }
 
 impl Default for DriverBuilder {
@@ -120,6 +121,7 @@ impl DriverBuilder {
             limits: WorkLimits::default(),
             io: IoMode::Auto,
             simulate_uring_errno: None,
+            pin_threads: false,
         }
     }
 
@@ -196,6 +198,15 @@ impl DriverBuilder {
     /// tested on a host where io_uring works. `None` probes for real.
     pub fn simulate_uring_errno(mut self, errno: Option<i32>) -> Self {
         self.simulate_uring_errno = errno;
+        self
+    }
+
+    /// Pins thread `i` to the `i`-th CPU this process may run on (modulo their
+    /// number), for thread-per-core shards: a shard that stays on its core keeps its
+    /// buffers and ring in that core's cache. Off by default (a driver sharing a
+    /// machine with others, like loadgen, is better left to the scheduler).
+    pub fn pin_threads(mut self, pin: bool) -> Self {
+        self.pin_threads = pin;
         self
     }
 

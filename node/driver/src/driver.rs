@@ -152,6 +152,35 @@ impl<C> std::error::Error for SendError<C> {}
 /// the startup log line, or why it could not start.
 type InitResult = io::Result<&'static str>;
 
+/// Pins the calling thread to the `n`-th CPU of the process's affinity mask (modulo
+/// its size). Failure only costs locality, so it is logged, not returned.
+fn pin_to_cpu(n: usize) {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `allowed` is a live cpu_set_t and the size passed is its size; pid 0 is
+    // the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "cannot read CPU affinity");
+        return;
+    }
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET only reads the live set; indices stay below CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
+        .collect();
+    let Some(&cpu) = cpus.get(n % cpus.len().max(1)) else { return };
+    // SAFETY: as above, all-zero is the empty set.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` came from the allowed set, so it is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    // SAFETY: `one` is a live cpu_set_t of the size passed; pid 0 is this thread.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) } != 0 {
+        tracing::debug!(cpu, error = %io::Error::last_os_error(), "cannot pin thread");
+    } else {
+        tracing::debug!(cpu, "thread pinned");
+    }
+}
+
 /// A driver thread's body: builds the shard for `backend`, reports, runs it.
 fn run_thread<E: Endpoint>(
     backend: IoBackend,
@@ -258,12 +287,15 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
             // The shard is built on its own thread: an io_uring set up with
             // SINGLE_ISSUER belongs to the thread that created it.
             let (init_tx, init_rx) = std::sync::mpsc::sync_channel(1);
-            let (clock, thread_shared) = (driver.clock, shared.clone());
+            let (clock, thread_shared, pin) = (driver.clock, shared.clone(), b.pin_threads);
             let join = std::thread::Builder::new()
                 .name(format!("{}-{thread}", b.name))
                 .spawn(move || {
                     let span = tracing::info_span!("driver", thread, backend = %backend);
                     let _entered = span.enter();
+                    if pin {
+                        pin_to_cpu(thread);
+                    }
                     let result =
                         run_thread(backend, clock, thread_shared, receiver, config, init_tx);
                     if let Err(e) = &result {

@@ -6,19 +6,20 @@
 //! [`LookupStream`] at once.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_channel::mpsc;
 use tern_base::NodeId;
 use tern_core::{Node, NodeCommand, NodeConfig, NodeStats};
 use tern_crypto::KeyPair;
 use tern_dht::{MutableValue, OpOutput, PeerInfo};
-use tern_driver::{Driver, DriverBuilder, EndpointHandle, IoMode, SendError};
+use tern_driver::{Driver, DriverBuilder, EndpointHandle, IoMode, SendError, SocketOptions};
 use tern_rpc::RpcConfig;
 
 use crate::api::endpoint::{ApiCommand, ApiNode, Route, Shared};
 use crate::api::error::{BindError, DhtError};
 use crate::api::pending::{LookupStream, Pending};
+use crate::api::shard::{ShardCounters, ShardLink, ShardStats};
 
 /// The public HyperDHT bootstrap nodes, used when no bootstrap list is given, as the
 /// JS reference does. Tests never use them.
@@ -92,18 +93,27 @@ pub fn node_driver(threads: usize, name: &str) -> Result<NodeDriver, BindError> 
 /// [`IoMode::Auto`], io_uring is probed once per process; where it is blocked the
 /// driver logs one warning naming the cause and runs epoll.
 pub fn node_driver_with(threads: usize, name: &str, io: IoMode) -> Result<NodeDriver, BindError> {
+    builder(threads, name, io).start::<ApiNode>().map_err(|e| BindError::Driver(e.to_string()))
+}
+
+/// Starts a driver for one sharded node ([`Dht::start_sharded`]): `cores` threads,
+/// each pinned to a core, whose sockets are bound with SO_REUSEPORT so the shards'
+/// server sockets share one port.
+pub fn shard_driver(cores: usize, name: &str, io: IoMode) -> Result<NodeDriver, BindError> {
+    builder(cores, name, io)
+        .pin_threads(true)
+        .socket_options(SocketOptions { reuse_port: true, ..SocketOptions::default() })
+        .start::<ApiNode>()
+        .map_err(|e| BindError::Driver(e.to_string()))
+}
+
+fn builder(threads: usize, name: &str, io: IoMode) -> DriverBuilder {
     let simulate = match std::env::var(IO_PROBE_FAIL_ENV).as_deref() {
         Ok("EPERM" | "eperm") => Some(libc_errno::EPERM),
         Ok("ENOSYS" | "enosys") => Some(libc_errno::ENOSYS),
         _ => None,
     };
-    DriverBuilder::new()
-        .threads(threads)
-        .name(name)
-        .io(io)
-        .simulate_uring_errno(simulate)
-        .start::<ApiNode>()
-        .map_err(|e| BindError::Driver(e.to_string()))
+    DriverBuilder::new().threads(threads).name(name).io(io).simulate_uring_errno(simulate)
 }
 
 /// The two errno values [`IO_PROBE_FAIL_ENV`] can simulate (Linux numbering; the
@@ -119,6 +129,10 @@ pub struct Dht {
     shared: Arc<Mutex<Shared>>,
     /// The driver this node owns (None when it runs on a shared driver).
     driver: Option<NodeDriver>,
+    /// The other shards of a sharded node (the first shard is `handle`).
+    shards: Vec<EndpointHandle<ApiNode>>,
+    /// What the shards passed between them (sharded nodes only).
+    counters: Option<Arc<ShardCounters>>,
 }
 
 impl std::fmt::Debug for Dht {
@@ -173,12 +187,97 @@ impl Dht {
 
     /// [`Dht::bootstrapper`] on driver backend `io`.
     pub fn bootstrapper_with_io(port: u16, host: Ipv4Addr, io: IoMode) -> Result<Dht, BindError> {
-        if host.is_unspecified() {
-            return Err(BindError::UnspecifiedHost(host));
+        Self::start_with_io(bootstrapper_config(port, host)?, io)
+    }
+
+    /// [`Dht::bootstrapper`] sharded over `cores` pinned threads (see
+    /// [`Dht::start_sharded`]).
+    pub fn bootstrapper_sharded(
+        port: u16,
+        host: Ipv4Addr,
+        cores: usize,
+        io: IoMode,
+    ) -> Result<Dht, BindError> {
+        Self::start_sharded(bootstrapper_config(port, host)?, cores, io)
+    }
+
+    /// Starts one node identity sharded over `cores` threads pinned to their cores
+    /// (DESIGN.md "Thread-per-core"; `cores` = 1 is [`Dht::start_with_io`]). Every
+    /// shard runs a full node with this configuration and the same token secret, its
+    /// server socket joined to one SO_REUSEPORT port; requests are answered by the
+    /// shard the kernel hands them to, storage requests by the shard owning their
+    /// target, so a record announced through any shard is found through every shard.
+    /// The API calls of this handle run on the first shard.
+    pub fn start_sharded(
+        mut config: NodeConfig,
+        cores: usize,
+        io: IoMode,
+    ) -> Result<Dht, BindError> {
+        if cores <= 1 {
+            return Self::start_with_io(config, io);
         }
-        let public = SocketAddrV4::new(host, port);
-        let rpc = RpcConfig { public_addr: Some(public), ..RpcConfig::default() };
-        Self::start_with_io(NodeConfig { rpc, host, port, ..NodeConfig::default() }, io)
+        config.wall_clock_offset_ms = wall_clock_ms();
+        let driver = shard_driver(cores, "tern-shard", io)?;
+        let (seed, secret) = random_seeds()?;
+        let peers = Arc::new(OnceLock::new());
+        let counters = Arc::new(ShardCounters::default());
+        let mut handles: Vec<EndpointHandle<ApiNode>> = Vec::with_capacity(cores);
+        let mut first_shared = None;
+        for index in 0..cores {
+            let mut cfg = config.clone();
+            if let Some(first) = handles.first() {
+                // The first shard resolved the port (the hyperdht default ladder or an
+                // OS-chosen one); the others join it.
+                let port = first.local_addrs().first().map_or(config.port, |a| a.port());
+                cfg.port = port;
+                cfg.random_port = false;
+            }
+            // Different protocol randomness per shard (transaction ids, sampling);
+            // one token secret for all.
+            let shard_seed = seed.wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let node = Node::new(cfg, driver.now(), shard_seed, secret);
+            let shared = Arc::new(Mutex::new(Shared::default()));
+            let link =
+                ShardLink { index, count: cores, peers: peers.clone(), counters: counters.clone() };
+            let endpoint = ApiNode::new(node, shared.clone()).with_shard(link);
+            let handle = driver
+                .spawn_endpoint_on(index, endpoint)
+                .map_err(|e| BindError::Driver(format!("shard {index}: {e}")))?;
+            first_shared.get_or_insert(shared);
+            handles.push(handle);
+        }
+        let _ = peers.set(handles.clone());
+        let mut handles = handles.into_iter();
+        let (Some(handle), Some(shared)) = (handles.next(), first_shared) else {
+            return Err(BindError::Driver("no shard started".into()));
+        };
+        tracing::info!(cores, backend = %driver.backend(), "sharded node started");
+        Ok(Dht {
+            handle,
+            shared,
+            driver: Some(driver),
+            shards: handles.collect(),
+            counters: Some(counters),
+        })
+    }
+
+    /// Counters of every shard, first shard first (one entry for an unsharded node).
+    pub fn shard_stats(&self) -> Vec<Pending<NodeStats>> {
+        std::iter::once(&self.handle)
+            .chain(&self.shards)
+            .map(|h| {
+                let (tx, pending) = Pending::channel();
+                match h.send(ApiCommand::Stats(tx)) {
+                    Ok(()) => pending,
+                    Err(e) => failed(matches!(e, SendError::Full(_))),
+                }
+            })
+            .collect()
+    }
+
+    /// What the shards passed between them (`None` for an unsharded node).
+    pub fn forwarding_stats(&self) -> Option<ShardStats> {
+        self.counters.as_ref().map(|c| c.snapshot())
     }
 
     /// Starts a node from a full [`NodeConfig`] on its own driver thread, on the
@@ -206,7 +305,7 @@ impl Dht {
         let endpoint = ApiNode::new(node, shared.clone());
         let handle =
             driver.spawn_endpoint(endpoint).map_err(|e| BindError::Driver(e.to_string()))?;
-        Ok(Dht { handle, shared, driver: None })
+        Ok(Dht { handle, shared, driver: None, shards: Vec::new(), counters: None })
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -360,12 +459,30 @@ impl Dht {
             Ok(()) => pending.wait(),
             Err(_) => Err(DhtError::Closed),
         };
+        // The other shards announced nothing of their own (API calls run on the
+        // first); they only close.
+        for shard in std::mem::take(&mut self.shards) {
+            let (tx, pending) = Pending::channel();
+            if shard.send(ApiCommand::Destroy(tx)).is_ok() {
+                let _ = pending.wait();
+            }
+        }
         if let Some(driver) = self.driver.take() {
             // The node is closed either way; a driver error here has nothing to undo.
             let _ = driver.shutdown();
         }
         result
     }
+}
+
+/// The configuration of a bootstrap node at `host:port` (see [`Dht::bootstrapper`]).
+fn bootstrapper_config(port: u16, host: Ipv4Addr) -> Result<NodeConfig, BindError> {
+    if host.is_unspecified() {
+        return Err(BindError::UnspecifiedHost(host));
+    }
+    let public = SocketAddrV4::new(host, port);
+    let rpc = RpcConfig { public_addr: Some(public), ..RpcConfig::default() };
+    Ok(NodeConfig { rpc, host, port, ..NodeConfig::default() })
 }
 
 fn stored(o: OpOutput) -> usize {

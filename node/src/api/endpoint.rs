@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures_channel::{mpsc, oneshot};
@@ -12,6 +13,7 @@ use tern_dht::{DhtEvent, OpError, OpId, OpOutput};
 
 use crate::api::error::DhtError;
 use crate::api::pending::LookupReply;
+use crate::api::shard::{ShardLink, Steer};
 
 /// Where the outcome of one operation goes.
 #[derive(Debug)]
@@ -34,6 +36,9 @@ pub enum ApiCommand {
     Op(Box<NodeCommand>, Route),
     /// A snapshot of the counters.
     Stats(oneshot::Sender<Result<NodeStats, DhtError>>),
+    /// A datagram another shard of the same node received on the shared server
+    /// socket and passed here (see `shard`); `hops` counts passes so far.
+    Forwarded { from: SocketAddrV4, data: Box<[u8]>, hops: u8 },
     /// Unannounce everything, then close.
     Destroy(oneshot::Sender<Result<(), DhtError>>),
 }
@@ -59,6 +64,8 @@ pub struct ApiNode {
     shared: Arc<Mutex<Shared>>,
     destroying: Option<Destroying>,
     closed: bool,
+    /// Set when this node is one shard of a sharded identity.
+    shard: Option<ShardLink>,
     /// Lookup replies dropped because the caller did not read fast enough.
     pub dropped_replies: u64,
 }
@@ -71,8 +78,57 @@ impl ApiNode {
             shared,
             destroying: None,
             closed: false,
+            shard: None,
             dropped_replies: 0,
         }
+    }
+
+    /// Makes this node one shard of a sharded identity.
+    pub(crate) fn with_shard(mut self, link: ShardLink) -> Self {
+        self.shard = Some(link);
+        self
+    }
+
+    /// Hands a datagram to the node — or, for a sharded node's server socket, to the
+    /// shard that should handle it (see `shard`).
+    fn receive(
+        &mut self,
+        now: Timestamp,
+        socket: SocketId,
+        from: SocketAddrV4,
+        data: &[u8],
+        tx: &mut TxQueue,
+        hops: u8,
+    ) {
+        let link = match &self.shard {
+            Some(link) if socket == SocketId::SERVER && link.ready() => link,
+            _ => {
+                self.node.handle_datagram(now, socket, from, data, tx);
+                self.drain();
+                return;
+            }
+        };
+        let steer = link.steer(data);
+        if let Steer::Owner(owner) = steer
+            && owner != link.index
+            && hops == 0
+        {
+            if link.forward(owner, from, data, 1) {
+                link.counters.forwarded_requests.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let unmatched = self.node.rpc().stats().unmatched_responses;
+        self.node.handle_datagram(now, socket, from, data, tx);
+        let next_hops = usize::from(hops) + 1;
+        if steer == Steer::Response
+            && self.node.rpc().stats().unmatched_responses > unmatched
+            && next_hops < link.count
+            && link.forward((link.index + 1) % link.count, from, data, next_hops as u8)
+        {
+            link.counters.forwarded_responses.fetch_add(1, Ordering::Relaxed);
+        }
+        self.drain();
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -159,8 +215,7 @@ impl Endpoint for ApiNode {
         data: &[u8],
         tx: &mut TxQueue,
     ) {
-        self.node.handle_datagram(now, socket, from, data, tx);
-        self.drain();
+        self.receive(now, socket, from, data, tx, 0);
     }
 
     fn handle_command(&mut self, now: Timestamp, command: ApiCommand, tx: &mut TxQueue) {
@@ -175,6 +230,9 @@ impl Endpoint for ApiNode {
             }
             ApiCommand::Stats(tx) => {
                 let _ = tx.send(Ok(self.node.stats()));
+            }
+            ApiCommand::Forwarded { from, data, hops } => {
+                self.receive(now, SocketId::SERVER, from, &data, tx, hops);
             }
             ApiCommand::Destroy(done) => {
                 let mut waiting = Vec::new();

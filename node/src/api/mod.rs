@@ -4,3 +4,4 @@ pub(crate) mod dht;
 pub(crate) mod endpoint;
 pub(crate) mod error;
 pub(crate) mod pending;
+pub(crate) mod shard;

@@ -21,6 +21,10 @@ pub struct Cli {
     /// warning saying why), `uring` (fail if unavailable) or `epoll`.
     #[arg(long, global = true, env = "TERN_IO", default_value = "auto", value_name = "MODE")]
     io: IoMode,
+    /// Shards per node for `bootstrap`, `node` and the testnet's bootstrap node: one
+    /// identity served by N pinned threads on one SO_REUSEPORT port.
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    cores: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -182,11 +186,12 @@ pub fn main() -> ExitCode {
         opts.io = io;
     }
     let result = match command {
-        Command::Bootstrap { host, port } => run::bootstrap(host, port, io),
+        Command::Bootstrap { host, port } => run::bootstrap(host, port, io, cli.cores),
         Command::Node { bootstrap, host, port, nodes, ephemeral, firewalled } => {
-            run::nodes(bootstrap, host, port, nodes, ephemeral, firewalled, io)
+            let how = run::Nodes { count: nodes, ephemeral, firewalled, io, cores: cli.cores };
+            run::nodes(bootstrap, host, port, how)
         }
-        Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io),
+        Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io, cli.cores),
         Command::Ping { addr, opts } => probe::ping(addr, &opts),
         Command::Lookup { topic, opts } => probe::lookup(&topic, &opts),
         Command::Announce { topic, seed, duration, opts } => {

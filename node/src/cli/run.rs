@@ -11,22 +11,35 @@ use tern::{Dht, IoMode, KeyPair, NodeConfig, RpcConfig};
 /// How often long-running commands log their state.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
-pub fn bootstrap(host: Ipv4Addr, port: u16, io: IoMode) -> anyhow::Result<()> {
-    let dht = Dht::bootstrapper_with_io(port, host, io).context("starting the bootstrap node")?;
+pub fn bootstrap(host: Ipv4Addr, port: u16, io: IoMode, cores: usize) -> anyhow::Result<()> {
+    let dht =
+        Dht::bootstrapper_sharded(port, host, cores, io).context("starting the bootstrap node")?;
     dht.ready().wait()?;
     tracing::info!(addr = %SocketAddrV4::new(host, port), id = ?dht.id(), "bootstrap node up");
     watch(&[dht])
+}
+
+/// How `tern node` runs its nodes.
+pub struct Nodes {
+    /// How many nodes.
+    pub count: u16,
+    /// Never become persistent.
+    pub ephemeral: bool,
+    /// Assume a firewall until tested otherwise.
+    pub firewalled: bool,
+    /// Driver backend.
+    pub io: IoMode,
+    /// Shards per node (1: all nodes share one driver thread).
+    pub cores: usize,
 }
 
 pub fn nodes(
     bootstrap: Vec<SocketAddrV4>,
     host: Ipv4Addr,
     port: u16,
-    count: u16,
-    ephemeral: bool,
-    firewalled: bool,
-    io: IoMode,
+    how: Nodes,
 ) -> anyhow::Result<()> {
+    let Nodes { count, ephemeral, firewalled, io, cores } = how;
     let driver = tern::node_driver_with(1, "tern-node", io)?;
     let public = bootstrap.is_empty();
     let mut dhts = Vec::new();
@@ -49,7 +62,11 @@ pub fn nodes(
         };
         let port = if port == 0 { 0 } else { port.saturating_add(i) };
         let config = NodeConfig { rpc, host, port, ..NodeConfig::default() };
-        dhts.push(Dht::start_on(&driver, config)?);
+        dhts.push(if cores > 1 {
+            Dht::start_sharded(config, cores, io)?
+        } else {
+            Dht::start_on(&driver, config)?
+        });
     }
     for d in &dhts {
         d.ready().wait()?;
@@ -88,21 +105,29 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-pub fn testnet(count: u16, host: Ipv4Addr, port: u16, io: IoMode) -> anyhow::Result<()> {
+pub fn testnet(
+    count: u16,
+    host: Ipv4Addr,
+    port: u16,
+    io: IoMode,
+    cores: usize,
+) -> anyhow::Result<()> {
     if !host.is_loopback() {
         bail!("the testnet binds loopback addresses only (got {host})");
     }
     let driver = tern::node_driver_with(1, "tern-testnet", io)?;
     let boot_addr = SocketAddrV4::new(host, port);
-    let boot = Dht::start_on(
-        &driver,
-        NodeConfig {
-            rpc: RpcConfig { public_addr: Some(boot_addr), ..RpcConfig::default() },
-            host,
-            port,
-            ..NodeConfig::default()
-        },
-    )
+    let boot_config = NodeConfig {
+        rpc: RpcConfig { public_addr: Some(boot_addr), ..RpcConfig::default() },
+        host,
+        port,
+        ..NodeConfig::default()
+    };
+    let boot = if cores > 1 {
+        Dht::start_sharded(boot_config, cores, io)
+    } else {
+        Dht::start_on(&driver, boot_config)
+    }
     .with_context(|| format!("starting the bootstrap node on {boot_addr}"))?;
     boot.ready().wait()?;
     println!("bootstrap node   {boot_addr}");

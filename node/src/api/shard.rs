@@ -1,0 +1,158 @@
+//! Sharding one node identity over the threads of a driver (DESIGN.md
+//! "Thread-per-core"): each shard is a full [`tern_core::Node`] with the same
+//! configuration, the same token secret seed and a SO_REUSEPORT server socket on the
+//! same ip:port, pinned to its own core. The kernel spreads incoming datagrams over
+//! the shards by flow hash; this module makes the shards act as one node:
+//!
+//! - **requests** are answered by whichever shard the kernel handed them to, except
+//!   storage requests (LOOKUP, ANNOUNCE, UNANNOUNCE, FIND_PEER, mutable/immutable
+//!   put/get, and the PEER_HANDSHAKE/PEER_HOLEPUNCH relays that read records), which go
+//!   to the shard owning their target ([`ShardLink::owner`]) and are answered from
+//!   that shard's socket on the same port — so every record lives on exactly one
+//!   shard and is found through all of them;
+//! - **tokens** verify on every shard: the secrets derive from one seed and the epoch;
+//! - **responses** to a shard's own requests sent from the shared port come back on
+//!   the port and may land on another shard. A shard that cannot match a response to
+//!   one of its transactions (`RpcStats::unmatched_responses` rises) passes it to the
+//!   next shard, at most once around the ring.
+//!
+//! Forwarded datagrams travel through the owner's driver mailbox: a bounded crossbeam
+//! queue woken by an eventfd, whose wake-ups coalesce under load. A full mailbox drops
+//! the datagram and counts it (the sender retries as after any loss).
+//!
+//! Not done yet (left for the routing-table and UDX work): the routing table is not
+//! replicated — each shard learns the nodes it hears from (forwarded requests
+//! included) and runs its own bootstrap and refresh; UDX streams are not steered.
+
+use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tern_driver::EndpointHandle;
+use tern_wire::Decode;
+use tern_wire::hyperdht::Command;
+use tern_wire::rpc::Message;
+
+use crate::api::endpoint::{ApiCommand, ApiNode};
+
+/// Counters of one sharded node, shared by its shards.
+#[derive(Debug, Default)]
+pub(crate) struct ShardCounters {
+    pub(crate) forwarded_requests: AtomicU64,
+    pub(crate) forwarded_responses: AtomicU64,
+    pub(crate) forward_dropped: AtomicU64,
+}
+
+impl ShardCounters {
+    /// The current values.
+    pub(crate) fn snapshot(&self) -> ShardStats {
+        ShardStats {
+            forwarded_requests: self.forwarded_requests.load(Ordering::Relaxed),
+            forwarded_responses: self.forwarded_responses.load(Ordering::Relaxed),
+            forward_dropped: self.forward_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the shards of one node passed between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardStats {
+    /// Storage requests passed to the shard owning their target.
+    pub forwarded_requests: u64,
+    /// Responses passed on because the receiving shard had no matching transaction.
+    pub forwarded_responses: u64,
+    /// Datagrams dropped because the target shard's mailbox was full or gone.
+    pub forward_dropped: u64,
+}
+
+/// Where one received datagram should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Steer {
+    /// By the shard that has it.
+    Here,
+    /// By shard `n`, which owns the request's target.
+    Owner(usize),
+    /// A response: here if it matches, else the next shard.
+    Response,
+}
+
+/// One shard's view of its siblings.
+#[derive(Clone)]
+pub(crate) struct ShardLink {
+    /// This shard's index.
+    pub(crate) index: usize,
+    /// Shards of the node.
+    pub(crate) count: usize,
+    /// Every shard's handle, in index order; set once all are spawned (until then a
+    /// shard handles everything itself).
+    pub(crate) peers: Arc<OnceLock<Vec<EndpointHandle<ApiNode>>>>,
+    pub(crate) counters: Arc<ShardCounters>,
+}
+
+impl std::fmt::Debug for ShardLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardLink")
+            .field("index", &self.index)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardLink {
+    /// The shard owning the records of `target`. Targets are BLAKE2b hashes, so their
+    /// first bytes are uniform: no need to hash again.
+    pub(crate) fn owner(&self, target: &[u8; 32]) -> usize {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&target[..8]);
+        (u64::from_le_bytes(b) % self.count as u64) as usize
+    }
+
+    /// Where `data`, received on the shared server socket, should be handled.
+    /// Undecodable datagrams stay here (the node counts and drops them).
+    pub(crate) fn steer(&self, data: &[u8]) -> Steer {
+        match Message::decode(data) {
+            Ok(Message::Response(_)) => Steer::Response,
+            Ok(Message::Request(q)) if !q.internal => {
+                let storage = matches!(
+                    Command::from_u64(q.command),
+                    Some(
+                        Command::PeerHandshake
+                            | Command::PeerHolepunch
+                            | Command::FindPeer
+                            | Command::Lookup
+                            | Command::Announce
+                            | Command::Unannounce
+                            | Command::MutablePut
+                            | Command::MutableGet
+                            | Command::ImmutablePut
+                            | Command::ImmutableGet
+                    )
+                );
+                match q.target {
+                    Some(t) if storage => Steer::Owner(self.owner(t)),
+                    _ => Steer::Here,
+                }
+            }
+            _ => Steer::Here,
+        }
+    }
+
+    /// Passes a datagram to shard `to`; false (and counted) if it could not.
+    pub(crate) fn forward(&self, to: usize, from: SocketAddrV4, data: &[u8], hops: u8) -> bool {
+        let Some(handle) = self.peers.get().and_then(|p| p.get(to)) else {
+            return false;
+        };
+        let cmd = ApiCommand::Forwarded { from, data: data.into(), hops };
+        let ok = handle.send(cmd).is_ok();
+        if !ok {
+            self.counters.forward_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Whether the sibling handles are in place (forwarding is possible).
+    pub(crate) fn ready(&self) -> bool {
+        self.peers.get().is_some()
+    }
+}
