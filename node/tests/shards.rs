@@ -59,9 +59,8 @@ fn records_announced_through_one_shard_are_found_through_every_shard() {
     let forwarding = boot.forwarding_stats().unwrap();
     assert!(forwarding.forwarded_requests > 0, "{forwarding:?}");
     assert_eq!(forwarding.forward_dropped, 0, "{forwarding:?}");
-    let requests = |s: &tern::NodeStats| {
-        s.rpc.app_requests + s.rpc.internal_requests.iter().sum::<u64>()
-    };
+    let requests =
+        |s: &tern::NodeStats| s.rpc.app_requests + s.rpc.internal_requests.iter().sum::<u64>();
     assert!(requests(&per_shard[other]) > 0, "the non-owner shard served requests too");
     eprintln!(
         "owner shard {owner}; requests per shard {:?}; {forwarding:?}",
@@ -70,7 +69,8 @@ fn records_announced_through_one_shard_are_found_through_every_shard() {
 
     // Unannounce through yet another flow: it reaches the owner, the record is gone.
     clients[0].unannounce(topic, &key_pair).wait().unwrap();
-    let still = clients[CLIENTS - 1].lookup(topic).flat_map(|r| r.peers).any(|p| p.public_key == pk);
+    let still =
+        clients[CLIENTS - 1].lookup(topic).flat_map(|r| r.peers).any(|p| p.public_key == pk);
     assert!(!still, "unannounced record gone");
 
     for c in clients {
