@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::Duration;
 
 use tern::{Dht, KeyPair, NodeConfig, RpcConfig};
 

@@ -20,9 +20,11 @@
 //! `timers` keeps deadlines in a lazily-pruned min-heap so a turn never scans all
 //! endpoints; `shared` has the mailbox message type and the eventfd waker.
 //!
-//! What it is not: no protocol logic (that is in the cores), no thread pinning or
-//! SO_REUSEPORT sharding policy yet (the thread-per-core node builds that on top by
-//! spawning one endpoint per thread with `reuse_port` sockets).
+//! What it is not: no protocol logic (that is in the cores) and no sharding policy.
+//! It offers the pieces — [`DriverBuilder::pin_threads`], `reuse_port` sockets,
+//! [`Driver::spawn_endpoint_on`] a given thread, bounded mailboxes between threads —
+//! and the `tern` crate builds the thread-per-core node from them (one endpoint per
+//! pinned thread, all on one SO_REUSEPORT port).
 
 #![allow(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
