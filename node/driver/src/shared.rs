@@ -102,13 +102,39 @@ impl Waker {
         self.write();
     }
 
-    /// Consumer side: re-arms wake-ups and clears the eventfd. Call before draining.
+    /// Consumer side: clears the eventfd, then re-arms wake-ups. Call before draining.
+    ///
+    /// The order matters. Clearing `pending` first would let a producer's `wake` land
+    /// between the two steps: it sets `pending` and writes, the read below swallows
+    /// that write, and `pending` stays set with the counter at 0 — every later `wake`
+    /// then skips its write and the thread never drains its mailbox again (a lost
+    /// wake-up, seen as a hung `Dht::destroy`). Reading first means a write that races
+    /// the re-arm is either consumed together with a message the drain will see, or
+    /// lands after the re-arm and wakes the next wait.
     pub(crate) fn reset(&self) {
-        self.pending.swap(false, Ordering::AcqRel);
+        self.clear_counter();
+        self.rearm();
+    }
+
+    /// First half of [`Waker::reset`]: empties the eventfd counter.
+    fn clear_counter(&self) {
         let mut buf = [0u8; 8];
         // SAFETY: reads 8 bytes into a live 8-byte buffer. EAGAIN (counter already 0)
         // is fine and ignored.
         let _ = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    }
+
+    /// Second half of [`Waker::reset`]: lets the next `wake` write again.
+    fn rearm(&self) {
+        self.pending.swap(false, Ordering::AcqRel);
+    }
+
+    /// Whether the eventfd counter is non-zero (a wait would return). Tests only.
+    #[cfg(test)]
+    fn is_signalled(&self) -> bool {
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: polls one valid pollfd with a zero timeout.
+        unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
     }
 
     fn write(&self) {
@@ -116,5 +142,38 @@ impl Waker {
         // SAFETY: writes 8 bytes from a live 8-byte buffer. EAGAIN (counter at its
         // maximum) means a wake-up is pending anyway, so it is ignored.
         let _ = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Waker;
+
+    /// A producer's `wake` racing the consumer's reset must never leave the waker
+    /// disarmed: after the consumer drains, the next `wake` has to signal the fd.
+    #[test]
+    fn a_wake_racing_the_reset_is_never_lost() {
+        let w = Waker::new().unwrap();
+        w.wake(); // a message arrived; the wait returns
+        w.clear_counter(); // consumer, first half of reset
+        w.wake(); // producer races in: already pending, skips its write
+        w.rearm(); // consumer, second half; then it drains and sees that message
+        assert!(!w.is_signalled());
+        w.wake(); // the next message after the drain
+        assert!(w.is_signalled(), "the next wake must reach the event loop");
+        w.reset();
+        assert!(!w.is_signalled());
+        w.wake();
+        assert!(w.is_signalled());
+
+        // The order `reset` must not use: re-arming before clearing swallows the racing
+        // write and leaves `pending` set, so the next wake is lost.
+        let bad = Waker::new().unwrap();
+        bad.wake();
+        bad.rearm();
+        bad.wake();
+        bad.clear_counter();
+        bad.wake();
+        assert!(!bad.is_signalled(), "this interleaving is the bug the order prevents");
     }
 }
