@@ -118,6 +118,8 @@ pub struct Report {
     pub gets: Tally,
     /// Topics the final liveness check looked for.
     pub liveness_topics: usize,
+    /// The network's counters at the end.
+    pub net: tern_netsim::NetStats,
     /// Every broken property.
     pub violations: Vec<Violation>,
 }
@@ -143,6 +145,21 @@ impl fmt::Display for Report {
             f,
             "  announces {}, lookups {}, puts {}, gets {}, liveness over {} topics",
             self.announces, self.lookups, self.puts, self.gets, self.liveness_topics
+        )?;
+        let n = &self.net;
+        let drops: Vec<String> = tern_netsim::DropReason::ALL
+            .iter()
+            .filter(|r| n.dropped(**r) > 0)
+            .map(|r| format!("{r:?} {}", n.dropped(*r)))
+            .collect();
+        writeln!(
+            f,
+            "  network: {} sent, {} duplicated, {} reordered, {} corrupted; dropped: {}",
+            n.sent,
+            n.duplicated,
+            n.reordered,
+            n.corrupted,
+            if drops.is_empty() { "none".to_owned() } else { drops.join(", ") }
         )?;
         if self.passed() {
             return writeln!(f, "PASS");
@@ -200,6 +217,7 @@ pub fn run(cfg: SwarmConfig) -> Report {
     // Livelock guard: runs use ~200 events per node-minute; 50 times that is a bug.
     wcfg.max_events = (cfg.nodes as u64 + 3) * cfg.minutes.max(1) * 10_000;
     wcfg.net.link = knobs.link;
+    wcfg.net.uplink = knobs.uplink;
     let report = Report {
         config: cfg,
         knobs: knobs.clone(),
@@ -212,6 +230,7 @@ pub fn run(cfg: SwarmConfig) -> Report {
         puts: Tally::default(),
         gets: Tally::default(),
         liveness_topics: 0,
+        net: tern_netsim::NetStats::default(),
         violations: Vec::new(),
     };
     let mut run = Run {
@@ -559,6 +578,7 @@ impl Run {
         self.report.events = w.stats().events;
         self.report.delivered = w.stats().delivered;
         self.report.simulated = w.now().saturating_since(Timestamp::ZERO);
+        self.report.net = w.net().stats.clone();
         self.report.violations = self.violations;
         self.report
     }

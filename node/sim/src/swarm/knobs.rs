@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use tern_base::Rng;
-use tern_netsim::{GilbertElliott, Jitter, LinkConfig, Loss, NatConfig, Prob};
+use tern_netsim::{Bandwidth, GilbertElliott, Jitter, LinkConfig, Loss, NatConfig, Prob};
 
 /// Silence at the end of a run: faults are healed this long before liveness is checked
 /// (two re-announce rounds, many ping and refresh ticks).
@@ -68,6 +68,8 @@ pub struct Knobs {
     pub unannounce: Prob,
     /// The fault schedule, by start time.
     pub faults: Vec<Fault>,
+    /// Every site's uplink (bandwidth and queue), `None` for unlimited.
+    pub uplink: Option<Bandwidth>,
 }
 
 fn frac(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
@@ -122,8 +124,15 @@ impl Knobs {
             writes_per_min: rng.below(6) as usize,
             unannounce: Prob::from_f64(frac(&mut rng, 0.0, 0.2)),
             faults: Vec::new(),
+            uplink: None,
         };
         knobs.faults = draw_faults(&mut rng, minutes);
+        // Drawn last so that adding it did not change earlier seeds' other knobs.
+        if rng.below(10) < 3 {
+            let mbit = 1 + rng.below(20);
+            let queue = Duration::from_millis(50 + rng.below(151));
+            knobs.uplink = Some(Bandwidth { bytes_per_sec: mbit * 125_000, queue });
+        }
         knobs
     }
 }
@@ -147,6 +156,7 @@ impl Knobs {
             writes_per_min: 6,
             unannounce: Prob::ZERO,
             faults: Vec::new(),
+            uplink: None,
         }
     }
 }
@@ -211,6 +221,14 @@ impl fmt::Display for Knobs {
             100.0 * l.reorder.as_f64(),
             100.0 * l.corrupt.as_f64()
         )?;
+        if let Some(bw) = self.uplink {
+            writeln!(
+                f,
+                "  uplinks: {:.0} Mbit/s, {} ms queue",
+                bw.bytes_per_sec as f64 * 8.0 / 1e6,
+                bw.queue.as_millis()
+            )?;
+        }
         let kinds: Vec<&str> = self.nat_kinds.iter().map(NatConfig::label).collect();
         writeln!(
             f,
