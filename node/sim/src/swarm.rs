@@ -116,6 +116,8 @@ pub struct Report {
     pub puts: Tally,
     /// Gets that returned the value just put.
     pub gets: Tally,
+    /// Unannounces that finished without error.
+    pub unannounces: Tally,
     /// Topics the final liveness check looked for.
     pub liveness_topics: usize,
     /// The network's counters at the end.
@@ -143,8 +145,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  announces {}, lookups {}, puts {}, gets {}, liveness over {} topics",
-            self.announces, self.lookups, self.puts, self.gets, self.liveness_topics
+            "  announces {}, lookups {}, puts {}, gets {}, unannounces {}, liveness over {} topics",
+            self.announces,
+            self.lookups,
+            self.puts,
+            self.gets,
+            self.unannounces,
+            self.liveness_topics
         )?;
         let n = &self.net;
         let drops: Vec<String> = tern_netsim::DropReason::ALL
@@ -185,6 +192,7 @@ enum Pending {
     Lookup([u8; 32]),
     Put { get: NodeCommand, value: Vec<u8> },
     Get(Vec<u8>),
+    Unannounce,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -229,6 +237,7 @@ pub fn run(cfg: SwarmConfig) -> Report {
         lookups: Tally::default(),
         puts: Tally::default(),
         gets: Tally::default(),
+        unannounces: Tally::default(),
         liveness_topics: 0,
         net: tern_netsim::NetStats::default(),
         violations: Vec::new(),
@@ -469,11 +478,9 @@ impl Run {
             && let Some(k) = self.random_active()
         {
             let a = self.active.swap_remove(k);
-            if self.world.node(a.node).is_some_and(|n| n.state() == NodeState::Running) {
-                self.world.command(
-                    a.node,
-                    NodeCommand::Unannounce { topic: a.topic, key_pair: a.key_pair },
-                );
+            let c = NodeCommand::Unannounce { topic: a.topic, key_pair: a.key_pair };
+            if let Some(op) = self.world.command(a.node, c) {
+                self.pending.push((a.node, op, Pending::Unannounce));
             }
         }
     }
@@ -553,6 +560,7 @@ impl Run {
                 };
                 self.report.gets.add(got);
             }
+            Pending::Unannounce => self.report.unannounces.add(ok),
         }
     }
 

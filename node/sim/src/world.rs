@@ -401,8 +401,13 @@ impl World {
                 break;
             }
             if self.stats.events >= self.cfg.max_events {
-                let what = format!("event budget of {} exhausted (livelock?)", self.cfg.max_events);
-                self.violations.push(Violation::new(self.now, None, what));
+                if self.stats.events == self.cfg.max_events {
+                    // Recorded once: later calls find the budget still spent.
+                    self.stats.events += 1;
+                    let what =
+                        format!("event budget of {} exhausted (livelock?)", self.cfg.max_events);
+                    self.violations.push(Violation::new(self.now, None, what));
+                }
                 return false;
             }
             self.step();
