@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tern_sim::TraceLevel;
 use tern_sim::swarm::{self, SwarmConfig};
@@ -61,6 +61,15 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (out, start.elapsed())
 }
 
+/// Writes `text` to stdout; a closed pipe (`tern-sim ... | head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
 /// Peak resident set size in MiB, from /proc (Linux), if readable.
 fn peak_rss_mib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -89,21 +98,18 @@ fn main() -> anyhow::Result<()> {
         bench: args.bench,
         trace,
     };
-    let mut out = std::io::stdout().lock();
     if args.seed.is_none() {
-        writeln!(out, "fresh seed {seed}")?;
-        out.flush()?;
+        emit(&format!("fresh seed {seed}\n"))?;
     }
     tracing::info!(seed, nodes = cfg.nodes, minutes = cfg.minutes, bench = cfg.bench, "run");
     let (report, wall) = timed(|| swarm::run(cfg));
-    write!(out, "{report}").context("writing the report")?;
     if cfg.bench {
+        emit(&report.to_string())?;
         let sim = report.simulated.as_secs_f64();
         let speed = sim / wall.as_secs_f64().max(1e-9);
-        writeln!(
-            out,
+        return emit(&format!(
             "bench: {} nodes, {:.0} simulated s in {:.1} wall s = {:.1} simulated s per wall s \
-             ({:.0} node-s per wall s); {:.2} M events/s; peak RSS {} MiB",
+             ({:.0} node-s per wall s); {:.2} M events/s; peak RSS {} MiB\n",
             cfg.nodes + 3,
             sim,
             wall.as_secs_f64(),
@@ -111,13 +117,14 @@ fn main() -> anyhow::Result<()> {
             speed * (cfg.nodes + 3) as f64,
             report.events as f64 / wall.as_secs_f64().max(1e-9) / 1e6,
             peak_rss_mib().map_or_else(|| "?".to_owned(), |m| m.to_string()),
-        )?;
-        return Ok(());
+        ));
     }
-    writeln!(out, "wall time {:.1} s", wall.as_secs_f64())?;
+    // The report goes last: on failure its last line is the reproduction command.
+    emit(&format!("wall time {:.1} s\n{report}", wall.as_secs_f64()))?;
     if !report.passed() {
-        out.flush()?;
-        bail!("seed {seed} failed; reproduce with: {}", cfg.repro());
+        // The report above already ends with the reproduction line; exit non-zero
+        // without an error chain (or backtrace) burying it.
+        std::process::exit(1);
     }
     Ok(())
 }
