@@ -32,6 +32,7 @@ pub use api::dht::{
 };
 pub use api::endpoint::ApiNode;
 pub use api::error::{BindError, DhtError};
+pub use api::monitor::DhtMonitor;
 pub use api::pending::{LookupReply, LookupStream, Pending};
 pub use api::shard::ShardStats;
 pub use tern_base::NodeId;

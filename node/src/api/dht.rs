@@ -18,6 +18,7 @@ use tern_rpc::RpcConfig;
 
 use crate::api::endpoint::{ApiCommand, ApiNode, Route, Shared};
 use crate::api::error::{BindError, DhtError};
+use crate::api::monitor::DhtMonitor;
 use crate::api::pending::{LookupStream, Pending};
 use crate::api::shard::{ShardCounters, ShardLink, ShardStats};
 
@@ -273,6 +274,16 @@ impl Dht {
                 }
             })
             .collect()
+    }
+
+    /// A cloneable read-only view of this node for other threads (metrics, health).
+    pub fn monitor(&self) -> DhtMonitor {
+        DhtMonitor {
+            handles: std::iter::once(&self.handle).chain(&self.shards).cloned().collect(),
+            shared: self.shared.clone(),
+            counters: self.counters.clone(),
+            backend: self.driver.as_ref().map(Driver::backend),
+        }
     }
 
     /// What the shards passed between them (`None` for an unsharded node).

@@ -3,5 +3,6 @@
 pub(crate) mod dht;
 pub(crate) mod endpoint;
 pub(crate) mod error;
+pub(crate) mod monitor;
 pub(crate) mod pending;
 pub(crate) mod shard;

@@ -1,11 +1,13 @@
 //! Command-line interface (clap). `run` holds the long-running commands (bootstrap,
 //! node, testnet), `probe` the one-shot checks an operator runs by hand.
 
+mod lifecycle;
 mod probe;
 mod run;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tern::IoMode;
@@ -25,6 +27,16 @@ pub struct Cli {
     /// identity served by N pinned threads on one SO_REUSEPORT port.
     #[arg(long, global = true, default_value_t = 1, value_name = "N")]
     cores: usize,
+    /// Seconds a clean stop (SIGTERM/SIGINT: unannounce, finish in-flight requests)
+    /// may take before the process gives up and exits 1.
+    #[arg(
+        long,
+        global = true,
+        env = "TERN_SHUTDOWN_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
+    shutdown_timeout: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,6 +187,23 @@ pub fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
     v.try_into().map_err(|v: Vec<u8>| anyhow::anyhow!("expected 32 bytes, got {}", v.len()))
 }
 
+/// Runs a long-running command with signal handling installed first.
+fn run_command(command: Command, io: IoMode, cores: usize, timeout: f64) -> anyhow::Result<()> {
+    let shutdown_timeout = Duration::try_from_secs_f64(timeout)
+        .map_err(|e| anyhow::anyhow!("--shutdown-timeout {timeout}: {e}"))?;
+    let run = run::Run { signal: lifecycle::StopSignal::install()?, shutdown_timeout };
+    match command {
+        Command::Bootstrap { host, port } => run::bootstrap(host, port, io, cores, &run),
+        Command::Node { bootstrap, host, port, nodes, ephemeral, firewalled } => {
+            let how = run::Nodes { count: nodes, ephemeral, firewalled, io, cores };
+            run::nodes(bootstrap, host, port, how, &run)
+        }
+        Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io, cores, &run),
+        _ => Ok(()),
+    }
+}
+
+/// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -186,12 +215,9 @@ pub fn main() -> ExitCode {
         opts.io = io;
     }
     let result = match command {
-        Command::Bootstrap { host, port } => run::bootstrap(host, port, io, cli.cores),
-        Command::Node { bootstrap, host, port, nodes, ephemeral, firewalled } => {
-            let how = run::Nodes { count: nodes, ephemeral, firewalled, io, cores: cli.cores };
-            run::nodes(bootstrap, host, port, how)
+        Command::Bootstrap { .. } | Command::Node { .. } | Command::Testnet { .. } => {
+            run_command(command, io, cli.cores, cli.shutdown_timeout)
         }
-        Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io, cli.cores),
         Command::Ping { addr, opts } => probe::ping(addr, &opts),
         Command::Lookup { topic, opts } => probe::lookup(&topic, &opts),
         Command::Announce { topic, seed, duration, opts } => {

@@ -6,17 +6,41 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tern::{Dht, IoMode, KeyPair, NodeConfig, RpcConfig};
+use tern::{Dht, IoMode, KeyPair, NodeConfig, NodeDriver, RpcConfig};
+
+use crate::cli::lifecycle::{self, StopSignal};
 
 /// How often long-running commands log their state.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
-pub fn bootstrap(host: Ipv4Addr, port: u16, io: IoMode, cores: usize) -> anyhow::Result<()> {
+/// What every long-running command needs besides its nodes: how it stops.
+pub struct Run {
+    /// Set by SIGTERM / SIGINT.
+    pub signal: StopSignal,
+    /// How long a clean stop may take.
+    pub shutdown_timeout: Duration,
+}
+
+impl Run {
+    /// Logs status until a stop signal, then stops `dhts` and `driver` cleanly.
+    fn serve(&self, dhts: Vec<Dht>, driver: Option<NodeDriver>) -> anyhow::Result<()> {
+        watch(&dhts, &self.signal)?;
+        lifecycle::shutdown(&self.signal, dhts, driver, self.shutdown_timeout)
+    }
+}
+
+pub fn bootstrap(
+    host: Ipv4Addr,
+    port: u16,
+    io: IoMode,
+    cores: usize,
+    run: &Run,
+) -> anyhow::Result<()> {
     let dht =
         Dht::bootstrapper_sharded(port, host, cores, io).context("starting the bootstrap node")?;
     dht.ready().wait()?;
     tracing::info!(addr = %SocketAddrV4::new(host, port), id = ?dht.id(), "bootstrap node up");
-    watch(&[dht])
+    run.serve(vec![dht], None)
 }
 
 /// How `tern node` runs its nodes.
@@ -38,6 +62,7 @@ pub fn nodes(
     host: Ipv4Addr,
     port: u16,
     how: Nodes,
+    run: &Run,
 ) -> anyhow::Result<()> {
     let Nodes { count, ephemeral, firewalled, io, cores } = how;
     let driver = tern::node_driver_with(1, "tern-node", io)?;
@@ -72,12 +97,12 @@ pub fn nodes(
         d.ready().wait()?;
     }
     tracing::info!(nodes = dhts.len(), "nodes bootstrapped");
-    watch(&dhts)
+    run.serve(dhts, Some(driver))
 }
 
-/// Logs each node's state every [`STATUS_EVERY`] until the process is interrupted.
-fn watch(dhts: &[Dht]) -> anyhow::Result<()> {
-    loop {
+/// Logs each node's state every [`STATUS_EVERY`] until a stop signal arrives.
+fn watch(dhts: &[Dht], signal: &StopSignal) -> anyhow::Result<()> {
+    while !signal.received() {
         for d in dhts {
             let stats = d.stats().wait()?;
             tracing::info!(
@@ -89,8 +114,9 @@ fn watch(dhts: &[Dht]) -> anyhow::Result<()> {
                 "status"
             );
         }
-        std::thread::sleep(STATUS_EVERY);
+        signal.sleep(STATUS_EVERY);
     }
+    Ok(())
 }
 
 /// Waits until `f` holds, polling, for at most `limit`.
@@ -111,6 +137,7 @@ pub fn testnet(
     port: u16,
     io: IoMode,
     cores: usize,
+    run: &Run,
 ) -> anyhow::Result<()> {
     if !host.is_loopback() {
         bail!("the testnet binds loopback addresses only (got {host})");
@@ -166,7 +193,7 @@ pub fn testnet(
     println!("testnet up; Ctrl-C stops it");
     let mut all = vec![boot];
     all.extend(nodes);
-    watch(&all)
+    run.serve(all, Some(driver))
 }
 
 /// Announce + lookup, mutable put/get and immutable put/get across different nodes.

@@ -1,0 +1,80 @@
+//! [`DhtMonitor`]: a read-only, cloneable view of a running [`crate::Dht`] for
+//! observers on other threads (the CLI's admin listener), so they can read counters
+//! without owning the node — the owner keeps the `Dht` to destroy it on shutdown.
+
+use std::sync::{Arc, Mutex};
+
+use tern_core::NodeStats;
+use tern_driver::{EndpointHandle, IoBackend, SendError};
+
+use crate::api::endpoint::{ApiCommand, ApiNode, Shared};
+use crate::api::error::DhtError;
+use crate::api::pending::Pending;
+use crate::api::shard::{ShardCounters, ShardStats};
+
+/// A cloneable, `Send` view of one node: counters and state, no operations. It stays
+/// valid after the node is destroyed; its calls then fail with [`DhtError::Closed`].
+#[derive(Clone)]
+pub struct DhtMonitor {
+    /// Every shard, first shard first (one entry for an unsharded node).
+    pub(crate) handles: Vec<EndpointHandle<ApiNode>>,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+    pub(crate) counters: Option<Arc<ShardCounters>>,
+    /// The driver backend, when the node owns its driver.
+    pub(crate) backend: Option<IoBackend>,
+}
+
+impl std::fmt::Debug for DhtMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhtMonitor").field("shards", &self.handles.len()).finish_non_exhaustive()
+    }
+}
+
+impl DhtMonitor {
+    /// Counters of the first shard (the whole node when unsharded), as
+    /// [`crate::Dht::stats`].
+    pub fn stats(&self) -> Pending<NodeStats> {
+        match self.handles.first() {
+            Some(h) => stats_of(h),
+            None => Pending::ready(Err(DhtError::Closed)),
+        }
+    }
+
+    /// Counters of every shard, first shard first.
+    pub fn shard_stats(&self) -> Vec<Pending<NodeStats>> {
+        self.handles.iter().map(stats_of).collect()
+    }
+
+    /// What the shards passed between them (`None` for an unsharded node).
+    pub fn forwarding_stats(&self) -> Option<ShardStats> {
+        self.counters.as_ref().map(|c| c.snapshot())
+    }
+
+    /// Whether the node is persistent.
+    pub fn is_persistent(&self) -> bool {
+        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).persistent.is_some()
+    }
+
+    /// The server socket's local address (once bound).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddrV4> {
+        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).local.first().copied()
+    }
+
+    /// The driver backend of a node that owns its driver (`None` on a shared driver:
+    /// ask the driver).
+    pub fn backend(&self) -> Option<IoBackend> {
+        self.backend
+    }
+}
+
+fn stats_of(h: &EndpointHandle<ApiNode>) -> Pending<NodeStats> {
+    let (tx, pending) = Pending::channel();
+    match h.send(ApiCommand::Stats(tx)) {
+        Ok(()) => pending,
+        Err(e) => Pending::ready(Err(if matches!(e, SendError::Full(_)) {
+            DhtError::Busy
+        } else {
+            DhtError::Closed
+        })),
+    }
+}
