@@ -72,6 +72,11 @@ pub struct ApiNode {
 
 impl ApiNode {
     pub(crate) fn new(node: Node, shared: Arc<Mutex<Shared>>) -> Self {
+        // A bootstrapper (configured public address) is persistent from the start and
+        // never emits the Persistent event, so record it here.
+        if let Some(id) = node.rpc().persistent_id() {
+            shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).persistent = Some(id);
+        }
         Self {
             node,
             routes: HashMap::new(),

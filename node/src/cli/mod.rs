@@ -1,11 +1,12 @@
 //! Command-line interface (clap). `run` holds the long-running commands (bootstrap,
 //! node, testnet), `probe` the one-shot checks an operator runs by hand.
 
+mod admin;
 mod lifecycle;
 mod probe;
 mod run;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,8 +38,30 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     shutdown_timeout: f64,
+    /// Serve Prometheus /metrics, /healthz and /readyz over HTTP on this address (off
+    /// by default; meant for loopback or a management network).
+    #[arg(long, global = true, env = "TERN_ADMIN", value_name = "HOST:PORT")]
+    admin: Option<SocketAddr>,
+    /// Log format: `text` (human) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "TERN_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's json formatter).
+    Json,
 }
 
 /// Options shared by the probe commands.
@@ -188,10 +211,16 @@ pub fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 /// Runs a long-running command with signal handling installed first.
-fn run_command(command: Command, io: IoMode, cores: usize, timeout: f64) -> anyhow::Result<()> {
+fn run_command(
+    command: Command,
+    io: IoMode,
+    cores: usize,
+    timeout: f64,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let shutdown_timeout = Duration::try_from_secs_f64(timeout)
         .map_err(|e| anyhow::anyhow!("--shutdown-timeout {timeout}: {e}"))?;
-    let run = run::Run { signal: lifecycle::StopSignal::install()?, shutdown_timeout };
+    let run = run::Run { signal: lifecycle::StopSignal::install()?, shutdown_timeout, admin };
     match command {
         Command::Bootstrap { host, port } => run::bootstrap(host, port, io, cores, &run),
         Command::Node { bootstrap, host, port, nodes, ephemeral, firewalled } => {
@@ -208,7 +237,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let io = cli.io;
     let mut command = cli.command;
     if let Some(opts) = command.probe_opts_mut() {
@@ -216,7 +249,7 @@ pub fn main() -> ExitCode {
     }
     let result = match command {
         Command::Bootstrap { .. } | Command::Node { .. } | Command::Testnet { .. } => {
-            run_command(command, io, cli.cores, cli.shutdown_timeout)
+            run_command(command, io, cli.cores, cli.shutdown_timeout, cli.admin)
         }
         Command::Ping { addr, opts } => probe::ping(addr, &opts),
         Command::Lookup { topic, opts } => probe::lookup(&topic, &opts),

@@ -2,12 +2,13 @@
 
 #![allow(clippy::print_stdout)] // the testnet's self-check is printed for a person
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tern::{Dht, IoMode, KeyPair, NodeConfig, NodeDriver, RpcConfig};
 
+use crate::cli::admin::{AdminServer, Observed};
 use crate::cli::lifecycle::{self, StopSignal};
 
 /// How often long-running commands log their state.
@@ -19,13 +20,32 @@ pub struct Run {
     pub signal: StopSignal,
     /// How long a clean stop may take.
     pub shutdown_timeout: Duration,
+    /// Where to serve /metrics, /healthz and /readyz (off when `None`).
+    pub admin: Option<SocketAddr>,
 }
 
 impl Run {
     /// Logs status until a stop signal, then stops `dhts` and `driver` cleanly.
     fn serve(&self, dhts: Vec<Dht>, driver: Option<NodeDriver>) -> anyhow::Result<()> {
+        let admin = match self.admin {
+            Some(addr) => {
+                let nodes: Vec<_> = dhts.iter().map(Dht::monitor).collect();
+                let backend = driver
+                    .as_ref()
+                    .map(NodeDriver::backend)
+                    .or_else(|| nodes.first().and_then(tern::DhtMonitor::backend))
+                    .map_or_else(|| "unknown".to_owned(), |b| b.to_string());
+                Some(AdminServer::start(addr, Observed { nodes, backend })?)
+            }
+            None => None,
+        };
         watch(&dhts, &self.signal)?;
-        lifecycle::shutdown(&self.signal, dhts, driver, self.shutdown_timeout)
+        let stopped = lifecycle::shutdown(&self.signal, dhts, driver, self.shutdown_timeout);
+        // Health stays served until the nodes are down, so a checker sees the stop.
+        if let Some(admin) = admin {
+            admin.stop();
+        }
+        stopped
     }
 }
 

@@ -1,0 +1,191 @@
+//! Prometheus text exposition (format 0.0.4) of every node's counters, read through
+//! [`tern::DhtMonitor`] when scraped — nothing is cached, so a scrape sees the
+//! counters of that moment. Every series carries `node="ip:port"`; a sharded node's
+//! counters are summed over its shards, and per-shard request counts are added.
+
+use std::fmt::Write as _;
+
+use tern::{DhtMonitor, NodeStats};
+
+use crate::cli::admin::Observed;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// dht-rpc internal command names, by `RpcStats::internal_requests` index.
+const INTERNAL_COMMANDS: [&str; 6] =
+    ["ping", "ping_nat", "find_node", "down_hint", "delayed_ping", "other_internal"];
+
+/// One metric family: name, type, help, and its samples (labels, value).
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, u64)>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Self {
+        Self { name, kind, help, samples: Vec::new() }
+    }
+
+    fn add(&mut self, labels: String, value: u64) {
+        self.samples.push((labels, value));
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        for (labels, value) in &self.samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{} {value}", self.name);
+            } else {
+                let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
+            }
+        }
+    }
+}
+
+/// The counters of one node, its shards summed.
+struct Snapshot {
+    node: String,
+    total: NodeStats,
+    per_shard: Vec<NodeStats>,
+    persistent: bool,
+}
+
+fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
+    let per_shard: Vec<NodeStats> =
+        m.shard_stats().into_iter().filter_map(|p| p.wait().ok()).collect();
+    let mut total = per_shard.first()?.clone();
+    for s in per_shard.iter().skip(1) {
+        let (r, t) = (&s.rpc, &mut total.rpc);
+        for (a, b) in t.internal_requests.iter_mut().zip(r.internal_requests) {
+            *a += b;
+        }
+        t.app_requests += r.app_requests;
+        t.responses += r.responses;
+        t.requests_sent += r.requests_sent;
+        t.timeouts += r.timeouts;
+        t.invalid_tokens += r.invalid_tokens;
+        t.too_short += r.too_short;
+        t.port_zero += r.port_zero;
+        t.decode_errors += r.decode_errors;
+        t.unknown_type += r.unknown_type;
+        t.unmatched_responses += r.unmatched_responses;
+        t.malformed_internal += r.malformed_internal;
+        t.delayed_ping_refused += r.delayed_ping_refused;
+        t.tx_queue_full += r.tx_queue_full;
+        t.invalid_ids += r.invalid_ids;
+        let (st, ss) = (&mut total.store, &s.store);
+        st.bad_signatures += ss.bad_signatures;
+        st.malformed += ss.malformed;
+        st.too_large += ss.too_large;
+        st.topic_full += ss.topic_full;
+        st.seq_refused += ss.seq_refused;
+        st.relayed += ss.relayed;
+        // Records are partitioned over shards (sum); the table is per shard (max).
+        total.records += s.records;
+        total.record_bytes += s.record_bytes;
+        total.table_len = total.table_len.max(s.table_len);
+    }
+    let node = m.local_addr().map_or_else(|| "unbound".to_owned(), |a| a.to_string());
+    Some(Snapshot { node, total, per_shard, persistent: m.is_persistent() })
+}
+
+/// Renders every node of `observed` as Prometheus text.
+pub fn render(observed: &Observed) -> String {
+    let nodes: Vec<Snapshot> = observed.nodes.iter().filter_map(snapshot).collect();
+    let mut requests = Family::new(
+        "tern_requests_total",
+        "counter",
+        "Requests received, by command (dht-rpc internal commands, or app for hyperdht ones).",
+    );
+    let mut drops =
+        Family::new("tern_drops_total", "counter", "Datagrams or requests dropped, by reason.");
+    let mut refused =
+        Family::new("tern_store_refused_total", "counter", "Storage requests refused, by reason.");
+    let mut responses =
+        Family::new("tern_responses_total", "counter", "Responses matched to our requests.");
+    let mut sent = Family::new("tern_requests_sent_total", "counter", "Requests sent.");
+    let mut timeouts =
+        Family::new("tern_request_timeouts_total", "counter", "Requests out of retries.");
+    let mut relayed =
+        Family::new("tern_relayed_total", "counter", "Handshakes and holepunches relayed.");
+    let mut table = Family::new("tern_routing_table_nodes", "gauge", "Routing table size.");
+    let mut records = Family::new("tern_records", "gauge", "Topic records stored.");
+    let mut bytes = Family::new("tern_record_bytes", "gauge", "Bytes of topic records stored.");
+    let mut persistent = Family::new("tern_persistent", "gauge", "1 when the node is persistent.");
+    let mut shard_requests = Family::new(
+        "tern_shard_requests_total",
+        "counter",
+        "Requests received per shard (internal + app).",
+    );
+    for n in &nodes {
+        let l = format!("node=\"{}\"", n.node);
+        let (r, s) = (&n.total.rpc, &n.total.store);
+        for (name, v) in INTERNAL_COMMANDS.iter().zip(r.internal_requests) {
+            requests.add(format!("{l},command=\"{name}\",kind=\"internal\""), v);
+        }
+        requests.add(format!("{l},command=\"app\",kind=\"app\""), r.app_requests);
+        for (reason, v) in [
+            ("too_short", r.too_short),
+            ("port_zero", r.port_zero),
+            ("decode_error", r.decode_errors),
+            ("unknown_type", r.unknown_type),
+            ("unmatched_response", r.unmatched_responses),
+            ("malformed_internal", r.malformed_internal),
+            ("delayed_ping_refused", r.delayed_ping_refused),
+            ("tx_queue_full", r.tx_queue_full),
+            ("invalid_id", r.invalid_ids),
+            ("invalid_token", r.invalid_tokens),
+        ] {
+            drops.add(format!("{l},reason=\"{reason}\""), v);
+        }
+        for (reason, v) in [
+            ("bad_signature", s.bad_signatures),
+            ("malformed", s.malformed),
+            ("too_large", s.too_large),
+            ("topic_full", s.topic_full),
+            ("seq_refused", s.seq_refused),
+        ] {
+            refused.add(format!("{l},reason=\"{reason}\""), v);
+        }
+        responses.add(l.clone(), r.responses);
+        sent.add(l.clone(), r.requests_sent);
+        timeouts.add(l.clone(), r.timeouts);
+        relayed.add(l.clone(), s.relayed);
+        table.add(l.clone(), n.total.table_len as u64);
+        records.add(l.clone(), n.total.records as u64);
+        bytes.add(l.clone(), n.total.record_bytes as u64);
+        persistent.add(l.clone(), u64::from(n.persistent));
+        for (i, shard) in n.per_shard.iter().enumerate() {
+            let total = shard.rpc.app_requests + shard.rpc.internal_requests.iter().sum::<u64>();
+            shard_requests.add(format!("{l},shard=\"{i}\""), total);
+        }
+    }
+    let mut out = String::new();
+    let mut backend = Family::new("tern_io_backend", "gauge", "The driver backend in use (1).");
+    backend.add(format!("backend=\"{}\"", observed.backend), 1);
+    let mut count = Family::new("tern_nodes", "gauge", "Nodes served by this process.");
+    count.add(String::new(), nodes.len() as u64);
+    for f in [
+        &backend,
+        &count,
+        &requests,
+        &drops,
+        &refused,
+        &responses,
+        &sent,
+        &timeouts,
+        &relayed,
+        &table,
+        &records,
+        &bytes,
+        &persistent,
+        &shard_requests,
+    ] {
+        f.write(&mut out);
+    }
+    out
+}

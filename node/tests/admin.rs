@@ -1,0 +1,170 @@
+//! The admin listener of the real binary (`--admin`): `/healthz`, `/readyz` and
+//! `/metrics` answered over raw HTTP/1.1, the metrics parse as Prometheus text with
+//! the expected names, only GET is served, and `--log-format json` writes JSON lines.
+//! Loopback only (ports 27200–27299); every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+const TERN: &str = env!("CARGO_BIN_EXE_tern");
+
+/// Stops the child (SIGTERM, then kill) when the test ends.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tern --admin 127.0.0.1:<admin> testnet` and waits (≤ 60 s) until it is up.
+fn start(nodes: u16, port: u16, admin: u16, extra: &[&str]) -> (Stopped, Receiver<String>) {
+    let mut child = Command::new(TERN)
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .args(extra)
+        .args(["testnet", "--nodes", &nodes.to_string(), "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (up_tx, up_rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("testnet up") {
+                let _ = up_tx.send(());
+            }
+        }
+    });
+    up_rx.recv_timeout(Duration::from_secs(60)).expect("testnet up within 60 s");
+    (Stopped(child), rx)
+}
+
+/// Sends `request` raw and returns (status, body).
+fn http(port: u16, request: &str) -> (u16, String) {
+    // The listener starts right after the testnet prints that it is up: retry briefly.
+    let mut tries = 0;
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("connect: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("admin listener on {port}: {e}"),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    http(port, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+}
+
+/// Checks Prometheus text format line by line; returns the metric names sampled.
+fn parse_prometheus(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('#') {
+            let kw = rest.split_whitespace().next().unwrap();
+            assert!(kw == "HELP" || kw == "TYPE", "comment line: {line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        value.parse::<f64>().unwrap_or_else(|_| panic!("value of {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name {name}"
+        );
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "labels of {line}");
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = pair.split_once('=').expect("label k=v");
+                assert!(!k.is_empty() && v.starts_with('"') && v.ends_with('"'), "{line}");
+            }
+        }
+        names.push(name.to_owned());
+    }
+    names
+}
+
+#[test]
+fn health_metrics_and_json_logs() {
+    let (guard, stderr) = start(3, 27200, 27290, &["--log-format", "json"]);
+    assert_eq!(get(27290, "/healthz").0, 200);
+    let (status, body) = get(27290, "/readyz");
+    assert_eq!(status, 503, "3 nodes know fewer than k = 20 nodes: {body}");
+
+    let (status, metrics) = get(27290, "/metrics");
+    assert_eq!(status, 200);
+    let names = parse_prometheus(&metrics);
+    for expected in [
+        "tern_io_backend",
+        "tern_nodes",
+        "tern_requests_total",
+        "tern_drops_total",
+        "tern_store_refused_total",
+        "tern_routing_table_nodes",
+        "tern_records",
+        "tern_record_bytes",
+        "tern_persistent",
+        "tern_shard_requests_total",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing:\n{metrics}");
+    }
+    assert!(metrics.contains("tern_nodes 4"), "{metrics}");
+    assert!(metrics.contains("command=\"find_node\""), "{metrics}");
+    assert!(metrics.contains("reason=\"decode_error\""), "{metrics}");
+
+    assert_eq!(http(27290, "POST /metrics HTTP/1.1\r\n\r\n").0, 405);
+    assert_eq!(get(27290, "/nope").0, 404);
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    assert_eq!(http(27290, &huge).0, 431);
+
+    drop(guard);
+    let lines: Vec<String> = stderr.iter().collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
+
+#[test]
+fn readyz_flips_once_the_table_holds_k_nodes() {
+    let (_guard, _stderr) = start(22, 27210, 27291, &[]);
+    let start = Instant::now();
+    let mut last = (0, String::new());
+    while start.elapsed() < Duration::from_secs(30) {
+        last = get(27291, "/readyz");
+        if last.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(last.0, 200, "ready within 30 s: {}", last.1);
+}
