@@ -2,55 +2,45 @@
 //! node, testnet), `probe` the one-shot checks an operator runs by hand.
 
 mod admin;
+mod config;
 mod lifecycle;
 mod probe;
 mod run;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tern::IoMode;
+
+use crate::cli::config::{GlobalFlags, NodeFlags, Settings};
 
 /// tern: a high-capacity HyperDHT node, wire-compatible with the JavaScript hyperdht.
 #[derive(Debug, Parser)]
 #[command(name = "tern", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tern=debug`.
-    #[arg(long, global = true, env = "TERN_LOG", default_value = "info")]
-    log: String,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tern=debug` [default: info].
+    #[arg(long, global = true, env = "TERN_LOG")]
+    log: Option<String>,
     /// Driver backend: `auto` (io_uring where the kernel allows it, else epoll with a
-    /// warning saying why), `uring` (fail if unavailable) or `epoll`.
-    #[arg(long, global = true, env = "TERN_IO", default_value = "auto", value_name = "MODE")]
-    io: IoMode,
+    /// warning saying why), `uring` (fail if unavailable) or `epoll` [default: auto].
+    #[arg(long, global = true, env = "TERN_IO", value_name = "MODE")]
+    io: Option<IoMode>,
     /// Shards per node for `bootstrap`, `node` and the testnet's bootstrap node: one
-    /// identity served by N pinned threads on one SO_REUSEPORT port.
-    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
-    cores: usize,
+    /// identity served by N pinned threads on one SO_REUSEPORT port [default: 1].
+    #[arg(long, global = true, env = "TERN_CORES", value_name = "N")]
+    cores: Option<usize>,
     /// Seconds a clean stop (SIGTERM/SIGINT: unannounce, finish in-flight requests)
-    /// may take before the process gives up and exits 1.
-    #[arg(
-        long,
-        global = true,
-        env = "TERN_SHUTDOWN_TIMEOUT",
-        default_value_t = 10.0,
-        value_name = "SECONDS"
-    )]
-    shutdown_timeout: f64,
+    /// may take before the process gives up and exits 1 [default: 10].
+    #[arg(long, global = true, env = "TERN_SHUTDOWN_TIMEOUT", value_name = "SECONDS")]
+    shutdown_timeout: Option<f64>,
     /// Serve Prometheus /metrics, /healthz and /readyz over HTTP on this address (off
     /// by default; meant for loopback or a management network).
     #[arg(long, global = true, env = "TERN_ADMIN", value_name = "HOST:PORT")]
     admin: Option<SocketAddr>,
-    /// Log format: `text` (human) or `json` (one object per line).
-    #[arg(
-        long,
-        global = true,
-        env = "TERN_LOG_FORMAT",
-        default_value = "text",
-        value_name = "FORMAT"
-    )]
-    log_format: LogFormat,
+    /// Log format: `text` (human) or `json` (one object per line) [default: text].
+    #[arg(long, global = true, env = "TERN_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +52,26 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (tracing-subscriber's json formatter).
     Json,
+}
+
+impl LogFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// `tern config` actions.
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration of `tern node` as TOML (defaults < file <
+    /// environment < flags).
+    Print {
+        #[command(flatten)]
+        flags: NodeFlags,
+    },
 }
 
 /// Options shared by the probe commands.
@@ -89,26 +99,16 @@ enum Command {
         #[arg(long, default_value_t = 49737)]
         port: u16,
     },
-    /// Run one or more DHT nodes until interrupted.
+    /// Run one or more DHT nodes until interrupted. Configuration: defaults < the
+    /// `--config` file < `TERN_*` variables < flags (`tern config print` shows it).
     Node {
-        /// Bootstrap node(s); default: the public HyperDHT bootstrap list.
-        #[arg(long, value_name = "HOST:PORT")]
-        bootstrap: Vec<SocketAddrV4>,
-        /// Host to bind.
-        #[arg(long, default_value = "0.0.0.0")]
-        host: Ipv4Addr,
-        /// First server port (0: hyperdht's default 49737–49741, then any).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// How many nodes to run (consecutive ports when --port is set).
-        #[arg(long, default_value_t = 1)]
-        nodes: u16,
-        /// Never become persistent (a pure client).
-        #[arg(long)]
-        ephemeral: bool,
-        /// Assume a firewall: stay ephemeral until the adaptive firewall test passes.
-        #[arg(long)]
-        firewalled: bool,
+        #[command(flatten)]
+        flags: NodeFlags,
+    },
+    /// Configuration of `tern node`.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Run an isolated test network on loopback, check it, and keep it up.
     Testnet {
@@ -192,7 +192,10 @@ impl Command {
     /// The probe options of a probe command.
     fn probe_opts_mut(&mut self) -> Option<&mut ProbeOpts> {
         match self {
-            Self::Bootstrap { .. } | Self::Node { .. } | Self::Testnet { .. } => None,
+            Self::Bootstrap { .. }
+            | Self::Node { .. }
+            | Self::Testnet { .. }
+            | Self::Config { .. } => None,
             Self::Ping { opts, .. }
             | Self::Lookup { opts, .. }
             | Self::Announce { opts, .. }
@@ -211,46 +214,65 @@ pub fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 /// Runs a long-running command with signal handling installed first.
-fn run_command(
-    command: Command,
-    io: IoMode,
-    cores: usize,
-    timeout: f64,
-    admin: Option<SocketAddr>,
-) -> anyhow::Result<()> {
-    let shutdown_timeout = Duration::try_from_secs_f64(timeout)
-        .map_err(|e| anyhow::anyhow!("--shutdown-timeout {timeout}: {e}"))?;
-    let run = run::Run { signal: lifecycle::StopSignal::install()?, shutdown_timeout, admin };
+fn run_command(command: Command, settings: &Settings) -> anyhow::Result<()> {
+    let run = run::Run {
+        signal: lifecycle::StopSignal::install()?,
+        shutdown_timeout: settings.shutdown_timeout(),
+        admin: settings.admin.listen,
+    };
+    let (io, cores) = (settings.io()?, settings.node.cores);
     match command {
         Command::Bootstrap { host, port } => run::bootstrap(host, port, io, cores, &run),
-        Command::Node { bootstrap, host, port, nodes, ephemeral, firewalled } => {
-            let how = run::Nodes { count: nodes, ephemeral, firewalled, io, cores };
-            run::nodes(bootstrap, host, port, how, &run)
-        }
+        Command::Node { .. } => run::nodes(settings, &run),
         Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io, cores, &run),
         _ => Ok(()),
     }
 }
 
-/// Parses the command line and runs it.
+/// Parses the command line, resolves the configuration and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    let global = GlobalFlags {
+        log: cli.log.clone(),
+        log_format: cli.log_format.map(|f| f.as_str().to_owned()),
+        io: cli.io,
+        cores: cli.cores,
+        shutdown_timeout: cli.shutdown_timeout,
+        admin: cli.admin,
+    };
+    // The file and the node flags belong to `tern node` (and `config print`); the
+    // other commands resolve the global flags over the defaults.
+    let node_flags = match &cli.command {
+        Command::Node { flags } | Command::Config { action: ConfigAction::Print { flags } } => {
+            flags.clone()
+        }
+        _ => NodeFlags::default(),
+    };
+    let settings = match Settings::resolve(&node_flags, &global) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+    if settings.log.format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
     }
-    let io = cli.io;
+    let io = cli.io.unwrap_or_default();
     let mut command = cli.command;
     if let Some(opts) = command.probe_opts_mut() {
         opts.io = io;
     }
     let result = match command {
         Command::Bootstrap { .. } | Command::Node { .. } | Command::Testnet { .. } => {
-            run_command(command, io, cli.cores, cli.shutdown_timeout, cli.admin)
+            run_command(command, &settings)
         }
+        Command::Config { action: ConfigAction::Print { .. } } => print_config(&settings),
         Command::Ping { addr, opts } => probe::ping(addr, &opts),
         Command::Lookup { topic, opts } => probe::lookup(&topic, &opts),
         Command::Announce { topic, seed, duration, opts } => {
@@ -272,4 +294,11 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tern config print`.
+#[allow(clippy::print_stdout)] // the command's output
+fn print_config(settings: &Settings) -> anyhow::Result<()> {
+    print!("{}", settings.to_toml()?);
+    Ok(())
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use tern::{Dht, IoMode, KeyPair, NodeConfig, NodeDriver, RpcConfig};
 
 use crate::cli::admin::{AdminServer, Observed};
+use crate::cli::config::Settings;
 use crate::cli::lifecycle::{self, StopSignal};
 
 /// How often long-running commands log their state.
@@ -63,50 +64,14 @@ pub fn bootstrap(
     run.serve(vec![dht], None)
 }
 
-/// How `tern node` runs its nodes.
-pub struct Nodes {
-    /// How many nodes.
-    pub count: u16,
-    /// Never become persistent.
-    pub ephemeral: bool,
-    /// Assume a firewall until tested otherwise.
-    pub firewalled: bool,
-    /// Driver backend.
-    pub io: IoMode,
-    /// Shards per node (1: all nodes share one driver thread).
-    pub cores: usize,
-}
-
-pub fn nodes(
-    bootstrap: Vec<SocketAddrV4>,
-    host: Ipv4Addr,
-    port: u16,
-    how: Nodes,
-    run: &Run,
-) -> anyhow::Result<()> {
-    let Nodes { count, ephemeral, firewalled, io, cores } = how;
+/// `tern node`: the nodes `settings` asks for, on one shared driver thread (or each
+/// sharded over `cores` threads).
+pub fn nodes(settings: &Settings, run: &Run) -> anyhow::Result<()> {
+    let (io, cores) = (settings.io()?, settings.node.cores);
     let driver = tern::node_driver_with(1, "tern-node", io)?;
-    let public = bootstrap.is_empty();
     let mut dhts = Vec::new();
-    for i in 0..count.max(1) {
-        let rpc = RpcConfig {
-            bootstrap: if public {
-                tern::PUBLIC_BOOTSTRAP.iter().filter_map(|s| s.parse().ok()).collect()
-            } else {
-                bootstrap.clone()
-            },
-            firewalled,
-            ephemeral: if ephemeral {
-                Some(true)
-            } else if firewalled {
-                None
-            } else {
-                Some(false)
-            },
-            ..RpcConfig::default()
-        };
-        let port = if port == 0 { 0 } else { port.saturating_add(i) };
-        let config = NodeConfig { rpc, host, port, ..NodeConfig::default() };
+    for i in 0..settings.node.nodes.max(1) {
+        let config = settings.node_config(i);
         dhts.push(if cores > 1 {
             Dht::start_sharded(config, cores, io)?
         } else {

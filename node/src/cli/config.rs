@@ -1,0 +1,395 @@
+//! The effective configuration of `tern node`: defaults, then a TOML file
+//! (`--config FILE` / `TERN_CONFIG`), then environment variables (`TERN_*`), then
+//! flags — each later source overriding the earlier ones key by key. Clap resolves
+//! "flag, else environment" per option; this module lays that over the file, which
+//! serde has already laid over the defaults (`#[serde(default)]`).
+//!
+//! Every limit of a node is a key of the file: `[rpc]` maps onto `RpcConfig`,
+//! `[store]` onto `StoreLimits`, `[node]` onto the driver and process options. The
+//! limits are file-only; the options an operator changes per host (addresses, ports,
+//! bootstrap list, io backend, cores, admin, logging) also have flags and variables.
+//! `tern config print` prints the result as TOML.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tern::{IoMode, NodeConfig, RpcConfig};
+use tern_dht::StoreLimits;
+use tern_dht::cache::CacheLimits;
+use tern_dht::topics::TopicLimits;
+
+/// Everything `tern node` runs with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Process and node options.
+    pub node: NodeSection,
+    /// Logging.
+    pub log: LogSection,
+    /// The admin HTTP listener.
+    pub admin: AdminSection,
+    /// dht-rpc limits and timers (`RpcConfig`).
+    pub rpc: RpcSection,
+    /// Record store limits (`StoreLimits`).
+    pub store: StoreSection,
+}
+
+/// `[node]`: where and how the nodes run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Host to bind.
+    pub host: Ipv4Addr,
+    /// First server port (0: hyperdht's default ladder, then any).
+    pub port: u16,
+    /// Nodes to run (consecutive ports when `port` is set).
+    pub nodes: u16,
+    /// Bootstrap nodes; empty: the public HyperDHT network.
+    pub bootstrap: Vec<SocketAddrV4>,
+    /// Never become persistent.
+    pub ephemeral: bool,
+    /// Assume a firewall until the adaptive test passes.
+    pub firewalled: bool,
+    /// Driver backend: auto, uring or epoll.
+    pub io: String,
+    /// Shards per node.
+    pub cores: usize,
+    /// How long a clean stop may take.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            host: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            nodes: 1,
+            bootstrap: Vec::new(),
+            ephemeral: false,
+            firewalled: false,
+            io: IoMode::Auto.to_string(),
+            cores: 1,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// tracing `EnvFilter` syntax.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { filter: "info".into(), format: "text".into() }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener; absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[rpc]`: the timers of `RpcConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcSection {
+    /// Per-transmission timeout.
+    pub request_timeout_ms: u64,
+    /// Retransmissions of plain requests.
+    pub retries: u8,
+    /// Longest DELAYED_PING honoured.
+    pub max_ping_delay_ms: u64,
+}
+
+impl Default for RpcSection {
+    fn default() -> Self {
+        let d = RpcConfig::default();
+        Self {
+            request_timeout_ms: millis(d.request_timeout),
+            retries: d.retries,
+            max_ping_delay_ms: millis(d.max_ping_delay),
+        }
+    }
+}
+
+/// `[store]`: every field of `StoreLimits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Largest mutable or immutable value accepted.
+    pub max_value_bytes: usize,
+    /// Announced topic records.
+    pub topics: TopicSection,
+    /// Server router entries.
+    pub router: CacheSection,
+    /// Refresh secrets.
+    pub refreshes: CacheSection,
+    /// Topic bumps.
+    pub bumps: CacheSection,
+    /// Mutable records.
+    pub mutables: CacheSection,
+    /// Immutable values.
+    pub immutables: CacheSection,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let d = StoreLimits::default();
+        Self {
+            max_value_bytes: d.max_value_bytes,
+            topics: TopicSection {
+                max_records: d.topics.max_records,
+                max_bytes: d.topics.max_bytes,
+                max_per_topic: d.topics.max_per_topic,
+                max_age_ms: millis(d.topics.max_age),
+            },
+            router: d.router.into(),
+            refreshes: d.refreshes.into(),
+            bumps: d.bumps.into(),
+            mutables: d.mutables.into(),
+            immutables: d.immutables.into(),
+        }
+    }
+}
+
+/// `[store.topics]`. No `serde(default)`: a partial section is completed from the
+/// defaults by [`Settings::from_file`]'s merge, not with zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSection {
+    /// Records per generation.
+    pub max_records: usize,
+    /// Bytes per generation.
+    pub max_bytes: usize,
+    /// Records one topic may hold.
+    pub max_per_topic: usize,
+    /// Record lifetime.
+    pub max_age_ms: u64,
+}
+
+/// `[store.router]`, `[store.mutables]` ...: one generational cache (completed from
+/// the defaults like [`TopicSection`]; each cache has its own defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Entries per generation.
+    pub max_entries: usize,
+    /// Bytes per generation.
+    pub max_bytes: usize,
+    /// Entry lifetime.
+    pub max_age_ms: u64,
+}
+
+impl From<CacheLimits> for CacheSection {
+    fn from(c: CacheLimits) -> Self {
+        Self { max_entries: c.max_entries, max_bytes: c.max_bytes, max_age_ms: millis(c.max_age) }
+    }
+}
+
+impl From<CacheSection> for CacheLimits {
+    fn from(c: CacheSection) -> Self {
+        Self {
+            max_entries: c.max_entries,
+            max_bytes: c.max_bytes,
+            max_age: Duration::from_millis(c.max_age_ms),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Flags (or their `TERN_*` variables) given on the command line; `None`: not given.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NodeFlags {
+    /// TOML configuration file (see `tern config print` for every key).
+    #[arg(long, env = "TERN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Bootstrap node(s), comma-separated in TERN_BOOTSTRAP; default: the public
+    /// HyperDHT bootstrap list.
+    #[arg(long, env = "TERN_BOOTSTRAP", value_name = "HOST:PORT", value_delimiter = ',')]
+    pub bootstrap: Option<Vec<SocketAddrV4>>,
+    /// Host to bind [default: 0.0.0.0].
+    #[arg(long, env = "TERN_HOST")]
+    pub host: Option<Ipv4Addr>,
+    /// First server port (0: hyperdht's default 49737–49741, then any) [default: 0].
+    #[arg(long, env = "TERN_PORT")]
+    pub port: Option<u16>,
+    /// How many nodes to run (consecutive ports when --port is set) [default: 1].
+    #[arg(long, env = "TERN_NODES")]
+    pub nodes: Option<u16>,
+    /// Never become persistent (a pure client).
+    #[arg(long, env = "TERN_EPHEMERAL", num_args = 0..=1, default_missing_value = "true")]
+    pub ephemeral: Option<bool>,
+    /// Assume a firewall: stay ephemeral until the adaptive firewall test passes.
+    #[arg(long, env = "TERN_FIREWALLED", num_args = 0..=1, default_missing_value = "true")]
+    pub firewalled: Option<bool>,
+}
+
+/// The global flags that also live in the file.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalFlags {
+    /// `--log` / `TERN_LOG`.
+    pub log: Option<String>,
+    /// `--log-format` / `TERN_LOG_FORMAT`.
+    pub log_format: Option<String>,
+    /// `--io` / `TERN_IO`.
+    pub io: Option<IoMode>,
+    /// `--cores` / `TERN_CORES`.
+    pub cores: Option<usize>,
+    /// `--shutdown-timeout` / `TERN_SHUTDOWN_TIMEOUT`, seconds.
+    pub shutdown_timeout: Option<f64>,
+    /// `--admin` / `TERN_ADMIN`.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Reads a TOML file over the defaults (unknown keys are errors). The file is
+    /// merged key by key into the defaults as TOML before typing, so a section that
+    /// sets one key keeps the defaults of its others (serde's per-struct defaults
+    /// cannot: `[store.mutables]` and `[store.router]` have different ones).
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration {}", path.display()))?;
+        let file: toml::Table =
+            text.parse().with_context(|| format!("parsing {}", path.display()))?;
+        let mut merged =
+            toml::Table::try_from(Self::default()).context("serializing the defaults")?;
+        merge(&mut merged, file);
+        merged.try_into().with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Defaults < file < environment < flags.
+    pub fn resolve(node: &NodeFlags, global: &GlobalFlags) -> anyhow::Result<Self> {
+        let mut s = match &node.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        let n = &mut s.node;
+        set(&mut n.bootstrap, node.bootstrap.clone());
+        set(&mut n.host, node.host);
+        set(&mut n.port, node.port);
+        set(&mut n.nodes, node.nodes);
+        set(&mut n.ephemeral, node.ephemeral);
+        set(&mut n.firewalled, node.firewalled);
+        set(&mut n.io, global.io.map(|m| m.to_string()));
+        set(&mut n.cores, global.cores);
+        if let Some(secs) = global.shutdown_timeout {
+            let d = Duration::try_from_secs_f64(secs)
+                .map_err(|e| anyhow::anyhow!("--shutdown-timeout {secs}: {e}"))?;
+            n.shutdown_timeout_ms = millis(d);
+        }
+        set(&mut s.log.filter, global.log.clone());
+        set(&mut s.log.format, global.log_format.clone());
+        if global.admin.is_some() {
+            s.admin.listen = global.admin;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks what serde cannot: enumerated strings and non-zero limits.
+    fn validate(&self) -> anyhow::Result<()> {
+        self.io()?;
+        anyhow::ensure!(
+            matches!(self.log.format.as_str(), "text" | "json"),
+            "log.format must be text or json, not {:?}",
+            self.log.format
+        );
+        anyhow::ensure!(self.node.cores >= 1, "node.cores must be at least 1");
+        anyhow::ensure!(self.rpc.request_timeout_ms > 0, "rpc.request_timeout_ms must be > 0");
+        Ok(())
+    }
+
+    /// The driver backend.
+    pub fn io(&self) -> anyhow::Result<IoMode> {
+        self.node.io.parse().map_err(|e| anyhow::anyhow!("node.io: {e}"))
+    }
+
+    /// The clean-stop deadline.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.node.shutdown_timeout_ms)
+    }
+
+    /// The store limits.
+    pub fn store_limits(&self) -> StoreLimits {
+        let st = &self.store;
+        StoreLimits {
+            topics: TopicLimits {
+                max_records: st.topics.max_records,
+                max_bytes: st.topics.max_bytes,
+                max_per_topic: st.topics.max_per_topic,
+                max_age: Duration::from_millis(st.topics.max_age_ms),
+            },
+            router: st.router.into(),
+            refreshes: st.refreshes.into(),
+            bumps: st.bumps.into(),
+            mutables: st.mutables.into(),
+            immutables: st.immutables.into(),
+            max_value_bytes: st.max_value_bytes,
+        }
+    }
+
+    /// The configuration of the `i`-th node.
+    pub fn node_config(&self, i: u16) -> NodeConfig {
+        let n = &self.node;
+        let rpc = RpcConfig {
+            bootstrap: if n.bootstrap.is_empty() {
+                tern::PUBLIC_BOOTSTRAP.iter().filter_map(|s| s.parse().ok()).collect()
+            } else {
+                n.bootstrap.clone()
+            },
+            firewalled: n.firewalled,
+            ephemeral: if n.ephemeral {
+                Some(true)
+            } else if n.firewalled {
+                None
+            } else {
+                Some(false)
+            },
+            request_timeout: Duration::from_millis(self.rpc.request_timeout_ms),
+            retries: self.rpc.retries,
+            max_ping_delay: Duration::from_millis(self.rpc.max_ping_delay_ms),
+            ..RpcConfig::default()
+        };
+        let port = if n.port == 0 { 0 } else { n.port.saturating_add(i) };
+        NodeConfig { rpc, store: self.store_limits(), host: n.host, port, ..NodeConfig::default() }
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string_pretty(self).context("printing the configuration")
+    }
+}
+
+/// Lays `over` onto `base`, recursing into tables present in both.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
