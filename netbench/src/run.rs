@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{Mode, Plan, Scenario, Target};
 use crate::target::{self, Running, Tools};
 
+/// Length of the unrecorded warm-up before each (scenario, repeat, target).
+const WARM_UP_SECONDS: f64 = 1.0;
+
 /// One loadgen measurement at one offered rate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
@@ -142,6 +145,16 @@ fn measure_scenario(
     tools: &Tools,
     results: &mut Results,
 ) -> anyhow::Result<()> {
+    // An unrecorded warm-up at the scenario's lowest rate: a JS target's first second
+    // runs cold (V8 compiles its hot paths under the load), and every target gets the
+    // same treatment so the comparison stays fair.
+    let warm_rate = match &scenario.mode {
+        Mode::Rates { rates } => rates.iter().copied().fold(f64::INFINITY, f64::min),
+        Mode::Capacity { start, .. } => *start,
+    };
+    let warm_plan = Plan { duration: WARM_UP_SECONDS, ..plan.clone() };
+    measure(&warm_plan, scenario, target, repeat, warm_rate.min(1e6), running, tools)?;
+    std::thread::sleep(Duration::from_millis(300));
     match &scenario.mode {
         Mode::Rates { rates } => {
             for &rate in rates {
@@ -192,7 +205,7 @@ fn measure(
         .args(["--command", &scenario.command, "--rate", &rate.to_string()])
         .args(["--duration", &plan.duration.to_string(), "--sockets", "32"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .context("starting tern-loadgen")?;
     let mut rss = 0;
@@ -206,8 +219,16 @@ fn measure(
     let cpu_s = target::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     let wall = started.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&out.stdout);
-    let line: LoadgenLine = serde_json::from_str(text.lines().next().unwrap_or(""))
-        .with_context(|| format!("parsing tern-loadgen output: {text}"))?;
+    let line: LoadgenLine =
+        serde_json::from_str(text.lines().next().unwrap_or("")).with_context(|| {
+            format!(
+                "tern-loadgen ({}, {} at {rate} req/s against {}) printed no result: {}",
+                out.status,
+                scenario.command,
+                target.name,
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            )
+        })?;
     Ok(Measurement {
         scenario: scenario.name.clone(),
         target: target.name.clone(),
