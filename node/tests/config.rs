@@ -61,6 +61,8 @@ nodes = 2
 io = "epoll"
 [rpc]
 retries = 5
+[rpc.rate_limit]
+per_second = 50
 [store]
 max_value_bytes = 4096
 [store.topics]
@@ -83,6 +85,8 @@ fn precedence_flags_over_env_over_file_over_defaults() {
     assert_eq!(get(&from_file, "rpc.retries").as_integer(), Some(5));
     assert_eq!(get(&from_file, "store.max_value_bytes").as_integer(), Some(4096));
     assert_eq!(get(&from_file, "store.topics.max_per_topic").as_integer(), Some(64));
+    assert_eq!(get(&from_file, "rpc.rate_limit.per_second").as_integer(), Some(50));
+    assert_eq!(get(&from_file, "rpc.rate_limit.burst").as_integer(), Some(2000));
     // Keys the file leaves out keep their defaults.
     assert_eq!(get(&from_file, "store.topics.max_records").as_integer(), Some(65536));
 

@@ -11,12 +11,14 @@ mod maintenance;
 pub mod nat;
 mod node;
 pub mod query;
+pub mod ratelimit;
 mod server;
 pub mod stats;
 pub mod table;
 
 pub use node::{QueryId, ReqId, Rpc, RpcConfig, RpcEvent};
 pub use query::{QuerySpec, Reply};
+pub use ratelimit::{RateLimit, RateLimiter};
 pub use server::{Handler, IncomingRequest, NoApplication, ReplyFields, Responder};
 pub use stats::{DropReason, RpcStats};
 pub use table::{AddOutcome, K, RoutingTable, TableNode};

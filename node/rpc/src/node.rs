@@ -18,6 +18,7 @@ use tern_wire::{Decode, DecodeError};
 use crate::io::{Inflight, Io, Owner};
 use crate::nat::NatSampler;
 use crate::query::{Query, QuerySpec, Reply};
+use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::server::Handler;
 use crate::stats::{DropReason, RpcStats};
 use crate::table::{AddOutcome, K, RoutingTable, TableNode};
@@ -42,6 +43,9 @@ pub struct RpcConfig {
     pub retries: u8,
     /// Longest DELAYED_PING honoured (dht-rpc: 10 s).
     pub max_ping_delay: Duration,
+    /// Per-source-IP limit on incoming requests. Default [`RateLimit::OFF`], as
+    /// dht-rpc has none; public nodes should set [`RateLimit::default`].
+    pub rate_limit: RateLimit,
 }
 
 impl Default for RpcConfig {
@@ -55,6 +59,7 @@ impl Default for RpcConfig {
             request_timeout: Duration::from_secs(1),
             retries: 3,
             max_ping_delay: Duration::from_secs(10),
+            rate_limit: RateLimit::OFF,
         }
     }
 }
@@ -142,6 +147,8 @@ pub struct Rpc {
     pub(crate) events: VecDeque<RpcEvent>,
     pub(crate) rng: Rng,
     pub(crate) stats: RpcStats,
+    /// Per-source-IP token buckets on incoming requests.
+    pub(crate) limiter: RateLimiter,
     pub(crate) delayed_pings: Vec<DelayedPing>,
     pub(crate) down_hint_checks: usize,
     pub(crate) down_hints_sent: usize,
@@ -196,6 +203,7 @@ impl Rpc {
             next_id: 0,
             events: VecDeque::new(),
             stats: RpcStats::default(),
+            limiter: RateLimiter::new(config.rate_limit),
             delayed_pings: Vec::new(),
             down_hint_checks: 0,
             down_hints_sent: 0,
@@ -318,6 +326,10 @@ impl Rpc {
         match Message::decode(data) {
             Err(e) => self.stats.drop(DropReason::Decode(e)),
             Ok(Message::Request(req)) => {
+                // Before the table and the handler see it: a flood must cost neither.
+                if !self.limiter.allow(now, *from.ip()) {
+                    return self.stats.drop(DropReason::RateLimited);
+                }
                 let from_id = self.validate_id(from, req.id);
                 if let Some(id) = from_id {
                     self.node_seen(now, id, from, req.to, socket, tx);

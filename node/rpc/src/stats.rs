@@ -20,6 +20,8 @@ pub enum DropReason {
     DelayedPingRefused,
     /// The transmit queue was full.
     TxQueueFull,
+    /// A request over its source IP's rate limit (`RpcConfig::rate_limit`).
+    RateLimited,
 }
 
 /// Counters, monotonic since the node started.
@@ -56,6 +58,8 @@ pub struct RpcStats {
     pub tx_queue_full: u64,
     /// Ids that did not hash from the sender's address (discarded, not fatal).
     pub invalid_ids: u64,
+    /// Requests dropped by the per-IP rate limit.
+    pub rate_limited: u64,
 }
 
 impl RpcStats {
@@ -72,6 +76,7 @@ impl RpcStats {
             DropReason::MalformedInternal => &mut self.malformed_internal,
             DropReason::DelayedPingRefused => &mut self.delayed_ping_refused,
             DropReason::TxQueueFull => &mut self.tx_queue_full,
+            DropReason::RateLimited => &mut self.rate_limited,
         };
         *c += 1;
     }

@@ -20,6 +20,7 @@ use tern::{IoMode, NodeConfig, RpcConfig};
 use tern_dht::StoreLimits;
 use tern_dht::cache::CacheLimits;
 use tern_dht::topics::TopicLimits;
+use tern_rpc::RateLimit;
 
 /// Everything `tern node` runs with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -112,15 +113,39 @@ pub struct RpcSection {
     pub retries: u8,
     /// Longest DELAYED_PING honoured.
     pub max_ping_delay_ms: u64,
+    /// Per-source-IP limit on incoming requests.
+    pub rate_limit: RateLimitSection,
+}
+
+/// `[rpc.rate_limit]`: `RateLimit` (completed from the defaults by the merge).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Sustained requests per second per source IP; 0: off.
+    pub per_second: u32,
+    /// Bucket capacity.
+    pub burst: u32,
+    /// Source addresses tracked (LRU beyond).
+    pub max_tracked: usize,
+    /// Exempt 127.0.0.0/8.
+    pub exempt_loopback: bool,
 }
 
 impl Default for RpcSection {
     fn default() -> Self {
         let d = RpcConfig::default();
+        // A public node runs with the recommended limit (the library default is off).
+        let rate_limit = RateLimit::default();
         Self {
             request_timeout_ms: millis(d.request_timeout),
             retries: d.retries,
             max_ping_delay_ms: millis(d.max_ping_delay),
+            rate_limit: RateLimitSection {
+                per_second: rate_limit.per_second,
+                burst: rate_limit.burst,
+                max_tracked: rate_limit.max_tracked,
+                exempt_loopback: rate_limit.exempt_loopback,
+            },
         }
     }
 }
@@ -361,13 +386,27 @@ impl Settings {
             } else {
                 Some(false)
             },
-            request_timeout: Duration::from_millis(self.rpc.request_timeout_ms),
-            retries: self.rpc.retries,
-            max_ping_delay: Duration::from_millis(self.rpc.max_ping_delay_ms),
-            ..RpcConfig::default()
+            ..self.rpc_limits()
         };
         let port = if n.port == 0 { 0 } else { n.port.saturating_add(i) };
         NodeConfig { rpc, store: self.store_limits(), host: n.host, port, ..NodeConfig::default() }
+    }
+
+    /// An `RpcConfig` carrying the `[rpc]` timers and limits (everything else default).
+    pub fn rpc_limits(&self) -> RpcConfig {
+        let r = &self.rpc;
+        RpcConfig {
+            request_timeout: Duration::from_millis(r.request_timeout_ms),
+            retries: r.retries,
+            max_ping_delay: Duration::from_millis(r.max_ping_delay_ms),
+            rate_limit: RateLimit {
+                per_second: r.rate_limit.per_second,
+                burst: r.rate_limit.burst,
+                max_tracked: r.rate_limit.max_tracked,
+                exempt_loopback: r.rate_limit.exempt_loopback,
+            },
+            ..RpcConfig::default()
+        }
     }
 
     /// The configuration as TOML.

@@ -222,7 +222,7 @@ fn run_command(command: Command, settings: &Settings) -> anyhow::Result<()> {
     };
     let (io, cores) = (settings.io()?, settings.node.cores);
     match command {
-        Command::Bootstrap { host, port } => run::bootstrap(host, port, io, cores, &run),
+        Command::Bootstrap { host, port } => run::bootstrap(host, port, settings, &run),
         Command::Node { .. } => run::nodes(settings, &run),
         Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io, cores, &run),
         _ => Ok(()),

@@ -50,15 +50,19 @@ impl Run {
     }
 }
 
-pub fn bootstrap(
-    host: Ipv4Addr,
-    port: u16,
-    io: IoMode,
-    cores: usize,
-    run: &Run,
-) -> anyhow::Result<()> {
-    let dht =
-        Dht::bootstrapper_sharded(port, host, cores, io).context("starting the bootstrap node")?;
+/// `tern bootstrap`: persistent from the start with id H32(host:port), never moving to
+/// another port (as `Dht::bootstrapper`), with the `[rpc]` and `[store]` limits of
+/// `settings` — the per-IP rate limit on by default, as befits a public node.
+pub fn bootstrap(host: Ipv4Addr, port: u16, settings: &Settings, run: &Run) -> anyhow::Result<()> {
+    if host.is_unspecified() {
+        bail!("a bootstrap node needs its public address as --host, not {host}");
+    }
+    let public = SocketAddrV4::new(host, port);
+    let rpc = RpcConfig { public_addr: Some(public), ..settings.rpc_limits() };
+    let config =
+        NodeConfig { rpc, store: settings.store_limits(), host, port, ..NodeConfig::default() };
+    let dht = Dht::start_sharded(config, settings.node.cores, settings.io()?)
+        .context("starting the bootstrap node")?;
     dht.ready().wait()?;
     tracing::info!(addr = %SocketAddrV4::new(host, port), id = ?dht.id(), "bootstrap node up");
     run.serve(vec![dht], None)

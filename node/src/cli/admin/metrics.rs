@@ -77,6 +77,7 @@ fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
         t.delayed_ping_refused += r.delayed_ping_refused;
         t.tx_queue_full += r.tx_queue_full;
         t.invalid_ids += r.invalid_ids;
+        t.rate_limited += r.rate_limited;
         let (st, ss) = (&mut total.store, &s.store);
         st.bad_signatures += ss.bad_signatures;
         st.malformed += ss.malformed;
@@ -139,6 +140,7 @@ pub fn render(observed: &Observed) -> String {
             ("tx_queue_full", r.tx_queue_full),
             ("invalid_id", r.invalid_ids),
             ("invalid_token", r.invalid_tokens),
+            ("rate_limited", r.rate_limited),
         ] {
             drops.add(format!("{l},reason=\"{reason}\""), v);
         }
