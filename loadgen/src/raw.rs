@@ -25,6 +25,7 @@ use crate::stats::OpStats;
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum RawCommand {
     /// Internal PING.
     Ping,
