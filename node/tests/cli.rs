@@ -4,21 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::bin::{Killed, TERN, lines_of};
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::channel;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn probe(args: &[&str]) -> Output {
     let out = Command::new(TERN)
@@ -48,12 +40,7 @@ fn testnet_self_check_and_probes() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let _guard = Killed(child);
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(stdout);
     let mut lines = Vec::new();
     while !lines.iter().any(|l: &String| l.contains("testnet up")) {
         let line = rx

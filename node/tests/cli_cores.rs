@@ -5,38 +5,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::channel;
+mod support;
+
+use support::bin::{Killed, TERN, lines_of};
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn testnet_with_a_sharded_bootstrap_node_passes_its_self_check() {
     let mut child = Command::new(TERN)
-        .args(["testnet", "--nodes", "4", "--port", "46950", "--cores", "2"])
+        .args(["testnet", "--nodes", "4", "--port", "26950", "--cores", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let _guard = Killed(child);
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(stdout);
     let mut lines = Vec::new();
     while !lines.iter().any(|l: &String| l.contains("testnet up")) {
         let line = rx
@@ -49,7 +35,7 @@ fn testnet_with_a_sharded_bootstrap_node_passes_its_self_check() {
 
     // Probes reach the sharded bootstrap node on its one port.
     let ping = Command::new(TERN)
-        .args(["ping", "127.0.0.1:46950", "--bootstrap", "127.0.0.1:46950", "--json"])
+        .args(["ping", "127.0.0.1:26950", "--bootstrap", "127.0.0.1:26950", "--json"])
         .output()
         .unwrap();
     assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stderr));

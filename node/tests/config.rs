@@ -5,24 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::bin::{Killed, TERN};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
-
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
-
-/// Kills the child if a test fails before it exits.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn write_file(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tern-config-test-{}", std::process::id()));

@@ -4,22 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::bin::{Killed, TERN};
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
-
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
-
-/// Kills the child if a test fails before it exits.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts a testnet on `port` and waits (≤ 60 s) until it says it is up; returns the
 /// child and a channel of its stderr lines.

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use tern::{Dht, KeyPair, NodeConfig, RpcConfig};
 
-const PORT: u16 = 46_900;
+const PORT: u16 = 26_900;
 /// Clients, each on its own port: the kernel spreads their flows over the shards by
 /// hash, so with this many the chance that one shard gets none is 2^-11.
 const CLIENTS: usize = 12;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tern::{Dht, NodeConfig, NodeDriver, RpcConfig};
 
+pub mod bin;
+
 /// The interop folder; its `node_modules` is installed by `scripts/test.sh` (`npm ci`).
 pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop")
