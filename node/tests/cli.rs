@@ -6,11 +6,10 @@
 
 mod support;
 
-use support::bin::{Killed, TERN, lines_of};
+use support::bin::{Killed, TERN, start_testnet};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 fn probe(args: &[&str]) -> Output {
     let out = Command::new(TERN)
@@ -32,22 +31,7 @@ fn json_line(out: &Output) -> serde_json::Value {
 
 #[test]
 fn testnet_self_check_and_probes() {
-    let mut child = Command::new(TERN)
-        .args(["testnet", "--nodes", "6", "--port", "26700"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Killed(child);
-    let rx = lines_of(stdout);
-    let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.contains("testnet up")) {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("testnet prints 'testnet up' within 60 s");
-        lines.push(line);
-    }
+    let (_guard, lines) = start_testnet(&["--nodes", "6", "--port", "26700"]);
     assert_eq!(
         lines.iter().filter(|l| l.starts_with("check") && l.ends_with("ok")).count(),
         3,

@@ -7,29 +7,13 @@
 
 mod support;
 
-use support::bin::{Killed, TERN, lines_of};
+use support::bin::{TERN, start_testnet};
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 #[test]
 fn testnet_with_a_sharded_bootstrap_node_passes_its_self_check() {
-    let mut child = Command::new(TERN)
-        .args(["testnet", "--nodes", "4", "--port", "26950", "--cores", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Killed(child);
-    let rx = lines_of(stdout);
-    let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.contains("testnet up")) {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("testnet up within 60 s; got {lines:?}"));
-        lines.push(line);
-    }
+    let (_guard, lines) = start_testnet(&["--nodes", "4", "--port", "26950", "--cores", "2"]);
     let checks = lines.iter().filter(|l| l.starts_with("check") && l.ends_with("ok")).count();
     assert_eq!(checks, 3, "{lines:?}");
 

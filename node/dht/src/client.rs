@@ -357,16 +357,12 @@ impl DhtClient {
         let Some(op) = self.ops.get_mut(&op_id) else { return };
         let value = reply.value.as_deref();
         match &mut op.kind {
-            Kind::Lookup { replies } => {
+            // Announce runs a LOOKUP query too and streams its records like a lookup.
+            kind @ (Kind::Lookup { .. } | Kind::Announce { .. }) => {
                 if let Some((peers, bump)) = value.and_then(decode_lookup) {
-                    *replies += 1;
-                    let ev =
-                        DhtEvent::LookupReply { op: OpId(op_id), from: reply.from, peers, bump };
-                    self.events.push_back(ev);
-                }
-            }
-            Kind::Announce { .. } => {
-                if let Some((peers, bump)) = value.and_then(decode_lookup) {
+                    if let Kind::Lookup { replies } = kind {
+                        *replies += 1;
+                    }
                     let ev =
                         DhtEvent::LookupReply { op: OpId(op_id), from: reply.from, peers, bump };
                     self.events.push_back(ev);

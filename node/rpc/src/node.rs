@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tern_base::{NodeId, Rng, SocketId, Timestamp, TxQueue};
 use tern_crypto::TokenSecrets;
+use tern_wire::Decode;
 use tern_wire::rpc::{InternalCommand, Message, Request, Response};
-use tern_wire::{Decode, DecodeError};
 
 use crate::io::{Inflight, Io, Owner};
 use crate::nat::NatSampler;
@@ -21,7 +21,7 @@ use crate::query::{Query, QuerySpec, Reply};
 use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::server::Handler;
 use crate::stats::{DropReason, RpcStats};
-use crate::table::{AddOutcome, K, RoutingTable, TableNode};
+use crate::table::{AddOutcome, RoutingTable, TableNode};
 
 /// Configuration of one node. Defaults mirror dht-rpc / hyperdht.
 #[derive(Debug, Clone)]
@@ -554,14 +554,6 @@ impl Rpc {
             self.on_tick(now, tx);
         }
     }
-
-    /// Decode failures seen so far, for stats by reason.
-    pub fn drop_reason_label(e: DecodeError) -> &'static str {
-        e.label()
-    }
-
-    /// Top-up of `K` for callers that need it.
-    pub const K: usize = K;
 
     /// Starts an iterative query. Replies arrive as [`RpcEvent::QueryReply`], the end
     /// as [`RpcEvent::QueryDone`].

@@ -3,8 +3,9 @@
 //! channel of lines so every wait can be bounded with `recv_timeout`.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
 
 /// The `tern` binary cargo built for these tests.
 pub const TERN: &str = env!("CARGO_BIN_EXE_tern");
@@ -30,4 +31,26 @@ pub fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// Starts `tern testnet <args>` and waits (≤ 60 s) for its "testnet up" line; returns the
+/// guarded child and every stdout line printed until then (the self-check lines).
+pub fn start_testnet(args: &[&str]) -> (Killed, Vec<String>) {
+    let mut child = Command::new(TERN)
+        .arg("testnet")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tern binary runs");
+    let rx = lines_of(child.stdout.take().expect("piped stdout"));
+    let guard = Killed(child);
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("testnet up")) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("testnet up within 60 s; got {lines:?}"),
+        }
+    }
+    (guard, lines)
 }
