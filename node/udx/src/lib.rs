@@ -1,0 +1,1 @@
+//! tern-udx: sans-IO UDX streams (spec: hyperswarm-transport §1).
