@@ -1,0 +1,232 @@
+//! The receiving half of a stream (spec §1.8): reassembly of DATA/END packets by
+//! sequence number, the bounded out-of-order buffer, the in-order byte buffer the
+//! application reads from, and the SACK blocks built from what is held.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::packet::{MAX_ADVERTISED_RWND, UDX_DATA, UDX_END, UDX_MAX_SACK_BLOCKS, seq_diff};
+
+/// How far ahead of the cumulative ack a packet may be and still be buffered. libudx's
+/// SACK builder scans at most 65536 positions, so nothing further can ever be sacked.
+const MAX_OOO_DISTANCE: i32 = 65_536;
+/// Most out-of-order packets held, whatever their size: a hostile sender of empty
+/// far-ahead DATA packets could otherwise grow the map without growing the byte count.
+const MAX_OOO_PACKETS: usize = 16_384;
+/// Bookkeeping cost charged per held packet against the receive buffer, for the same
+/// reason (map node + Vec header).
+const OOO_ENTRY_COST: usize = 64;
+
+/// What happened to an arriving DATA/END packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accept {
+    /// Already received (seq below the ack, or already held): only its ack counts.
+    Duplicate,
+    /// Held out of order.
+    Buffered,
+    /// The cumulative ack advanced.
+    Advanced,
+    /// Refused for lack of space or too far ahead; the sender will retransmit.
+    Dropped,
+}
+
+#[derive(Debug)]
+struct Held {
+    flags: u8,
+    data: Vec<u8>,
+}
+
+/// Receive state of one stream.
+#[derive(Debug)]
+pub(crate) struct Recv {
+    /// Next expected sequence number (the cumulative ack we send).
+    pub ack: u32,
+    /// `ack` without wrap-around, for ordering the held packets.
+    ack_ext: u64,
+    held: BTreeMap<u64, Held>,
+    held_cost: usize,
+    /// In-order bytes not yet read.
+    buf: VecDeque<u8>,
+    /// Sequence number of the peer's END once every packet before it arrived.
+    pub remote_end: Option<u32>,
+    /// Payload bytes delivered in order.
+    pub bytes_received: u64,
+    cap: usize,
+}
+
+impl Recv {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            ack: 0,
+            ack_ext: 0,
+            held: BTreeMap::new(),
+            held_cost: 0,
+            buf: VecDeque::new(),
+            remote_end: None,
+            bytes_received: 0,
+            cap,
+        }
+    }
+
+    fn used(&self) -> usize {
+        self.buf.len() + self.held_cost
+    }
+
+    /// The receive window to advertise.
+    pub(crate) fn rwnd(&self) -> u32 {
+        let free = self.cap.saturating_sub(self.used());
+        u32::try_from(free).unwrap_or(u32::MAX).min(MAX_ADVERTISED_RWND)
+    }
+
+    /// True while out-of-order packets are held (our ACKs carry SACK blocks).
+    pub(crate) fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// In-order bytes waiting to be read.
+    pub(crate) fn readable(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes a DATA and/or END packet with sequence number `seq`.
+    pub(crate) fn accept(&mut self, seq: u32, flags: u8, payload: &[u8]) -> Accept {
+        let flags = flags & (UDX_DATA | UDX_END);
+        let d = seq_diff(seq, self.ack);
+        if d < 0 || self.remote_end.is_some() {
+            return Accept::Duplicate;
+        }
+        let data = if flags & UDX_DATA != 0 { payload } else { &[] };
+        if d == 0 {
+            if self.used() + data.len() > self.cap {
+                return Accept::Dropped;
+            }
+            self.deliver(flags, data);
+            self.drain();
+            return Accept::Advanced;
+        }
+        if d >= MAX_OOO_DISTANCE || self.held.len() >= MAX_OOO_PACKETS {
+            return Accept::Dropped;
+        }
+        let key = self.ack_ext + d as u64;
+        if self.held.contains_key(&key) {
+            return Accept::Duplicate;
+        }
+        let cost = data.len() + OOO_ENTRY_COST;
+        if self.used() + cost > self.cap {
+            return Accept::Dropped;
+        }
+        self.held_cost += cost;
+        self.held.insert(key, Held { flags, data: data.to_vec() });
+        Accept::Buffered
+    }
+
+    fn deliver(&mut self, flags: u8, data: &[u8]) {
+        self.buf.extend(data);
+        self.bytes_received += data.len() as u64;
+        if flags & UDX_END != 0 {
+            self.remote_end = Some(self.ack);
+        }
+        self.ack = self.ack.wrapping_add(1);
+        self.ack_ext += 1;
+    }
+
+    /// Moves held packets that became in-order into the byte buffer.
+    fn drain(&mut self) {
+        while self.remote_end.is_none() {
+            let Some(entry) = self.held.first_entry() else { break };
+            if *entry.key() != self.ack_ext {
+                break;
+            }
+            let held = entry.remove();
+            self.held_cost -= held.data.len() + OOO_ENTRY_COST;
+            self.deliver(held.flags, &held.data);
+        }
+        if self.remote_end.is_some() && !self.held.is_empty() {
+            // Nothing after the peer's END is valid stream data.
+            self.held.clear();
+            self.held_cost = 0;
+        }
+    }
+
+    /// Copies in-order bytes into `out`.
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.buf.len());
+        let (a, b) = self.buf.as_slices();
+        let na = n.min(a.len());
+        out[..na].copy_from_slice(&a[..na]);
+        out[na..n].copy_from_slice(&b[..n - na]);
+        self.buf.drain(..n);
+        n
+    }
+
+    /// Writes up to 50 SACK blocks (lowest first) into `out`; returns bytes written.
+    pub(crate) fn write_sacks(&self, out: &mut [u8]) -> usize {
+        let mut written = 0;
+        let mut run: Option<(u64, u64)> = None;
+        let mut blocks = 0;
+        let mut emit = |start: u64, end: u64, written: &mut usize| {
+            if let Some(dst) = out.get_mut(*written..*written + 8) {
+                dst[..4].copy_from_slice(&(start as u32).to_le_bytes());
+                dst[4..].copy_from_slice(&(end as u32).to_le_bytes());
+                *written += 8;
+            }
+        };
+        for &k in self.held.keys() {
+            match run {
+                Some((s, e)) if e == k => run = Some((s, e + 1)),
+                Some((s, e)) => {
+                    emit(s, e, &mut written);
+                    blocks += 1;
+                    if blocks >= UDX_MAX_SACK_BLOCKS {
+                        return written;
+                    }
+                    run = Some((k, k + 1));
+                }
+                None => run = Some((k, k + 1)),
+            }
+        }
+        if let Some((s, e)) = run {
+            emit(s, e, &mut written);
+        }
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reorders_and_sacks() {
+        let mut r = Recv::new(1 << 20);
+        assert_eq!(r.accept(1, UDX_DATA, b"b"), Accept::Buffered);
+        assert_eq!(r.accept(2, UDX_DATA, b"c"), Accept::Buffered);
+        assert_eq!(r.accept(4, UDX_END, b""), Accept::Buffered);
+        let mut s = [0u8; 64];
+        let n = r.write_sacks(&mut s);
+        assert_eq!(n, 16);
+        assert_eq!(s[..16], [1, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0]);
+        assert_eq!(r.accept(0, UDX_DATA, b"a"), Accept::Advanced);
+        assert_eq!(r.ack, 3);
+        assert_eq!(r.accept(3, UDX_DATA, b"d"), Accept::Advanced);
+        assert_eq!(r.remote_end, Some(4));
+        assert_eq!(r.ack, 5);
+        let mut out = [0u8; 8];
+        assert_eq!(r.read(&mut out), 4);
+        assert_eq!(&out[..4], b"abcd");
+        assert_eq!(r.accept(1, UDX_DATA, b"b"), Accept::Duplicate);
+    }
+
+    #[test]
+    fn bounded_against_far_ahead_senders() {
+        let mut r = Recv::new(10_000);
+        let mut buffered = 0;
+        for seq in 1..100_000u32 {
+            if r.accept(seq, UDX_DATA, &[0; 100]) == Accept::Buffered {
+                buffered += 1;
+            }
+        }
+        assert!(r.used() <= 10_000);
+        assert!(buffered < 100);
+        assert_eq!(r.accept(70_000, UDX_DATA, b""), Accept::Dropped);
+    }
+}
