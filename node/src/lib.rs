@@ -26,6 +26,7 @@
 
 mod api;
 
+pub use api::conn::Server;
 pub use api::dht::{
     Dht, DhtConfig, IO_ENV, IO_PROBE_FAIL_ENV, NodeDriver, PUBLIC_BOOTSTRAP, io_mode_from_env,
     node_driver, node_driver_with, shard_driver,
@@ -35,7 +36,10 @@ pub use api::error::{BindError, DhtError};
 pub use api::monitor::DhtMonitor;
 pub use api::pending::{LookupReply, LookupStream, Pending};
 pub use api::shard::ShardStats;
+pub use api::stream::{ReadHalf, SecureStream, WriteHalf};
 pub use tern_base::NodeId;
+pub use tern_core::ConnectError;
+pub use tern_core::conn::RemoteView;
 pub use tern_core::{NodeConfig, NodeStats};
 pub use tern_crypto::{KeyPair, PublicKey};
 pub use tern_dht::{MutableValue, OpError, PeerInfo};

@@ -9,6 +9,9 @@ use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
 use tern_crypto::KeyPair;
 use tern_dht::{DhtClient, DhtEvent, DhtServer, OpId, Store, StoreLimits};
 use tern_rpc::{ReqId, Rpc, RpcConfig, RpcEvent, RpcStats};
+use tern_udx::{Udx, UdxConfig, UdxEvent};
+
+use crate::conn::{ConnConfig, ConnEvent, Connections, FirewallFn, Handlers, ListenerId, NetView};
 
 /// hyperdht's default port; with a fixed port the next four are tried too.
 pub const DEFAULT_PORT: u16 = 49737;
@@ -33,6 +36,10 @@ pub struct NodeConfig {
     pub random_port: bool,
     /// Wall-clock ms at the driver's epoch (for bump drift checks).
     pub wall_clock_offset_ms: u64,
+    /// Connection-layer limits.
+    pub conn: ConnConfig,
+    /// UDX stream limits.
+    pub udx: UdxConfig,
 }
 
 impl Default for NodeConfig {
@@ -44,6 +51,8 @@ impl Default for NodeConfig {
             port: 0,
             random_port: false,
             wall_clock_offset_ms: 0,
+            conn: ConnConfig::default(),
+            udx: UdxConfig::default(),
         }
     }
 }
@@ -97,10 +106,37 @@ pub enum NodeCommand {
     ImmutablePut(Vec<u8>),
     /// Fetch an immutable value by hash.
     ImmutableGet([u8; 32]),
+    /// Answer handshakes for `key_pair` and announce it so clients can find it; the
+    /// returned op is the first announce. Connections arrive as
+    /// [`ConnEvent::Connection`] with [`crate::Origin::Server`].
+    Listen {
+        /// The server's identity.
+        key_pair: KeyPair,
+        /// Decides which clients are accepted (`true` rejects).
+        firewall: Option<Firewall>,
+    },
+    /// Stop answering for a listener and unannounce it.
+    Unlisten(ListenerId),
+    /// Open an encrypted connection to the server with this public key.
+    Connect {
+        /// The server's public key.
+        public_key: [u8; 32],
+        /// Our identity for the Noise handshake.
+        key_pair: KeyPair,
+    },
+}
+
+/// A server's firewall callback, as carried by a command.
+pub struct Firewall(pub FirewallFn);
+
+impl std::fmt::Debug for Firewall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Firewall(..)")
+    }
 }
 
 /// What a node reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum NodeEvent {
     /// A client operation's progress or result.
     Dht(DhtEvent),
@@ -117,6 +153,17 @@ pub enum NodeEvent {
     Bootstrapped,
     /// The node became persistent with this id.
     Persistent(NodeId),
+    /// A connection was established or a connect failed.
+    Conn(ConnEvent),
+    /// A listener was registered; its first announce reports `Done` under the same op.
+    Listening {
+        /// The `Listen` command's op (its announce).
+        op: OpId,
+        /// The listener, or `None` when the table is full or the key already listens.
+        listener: Option<ListenerId>,
+    },
+    /// Progress of an established stream (readable, writable, ended, closed...).
+    Stream(UdxEvent),
 }
 
 /// Counters of a node.
@@ -152,6 +199,7 @@ pub struct Node {
     events: VecDeque<NodeEvent>,
     announcements: HashMap<(NodeId, [u8; 32]), Announcement>,
     pings: HashMap<ReqId, (OpId, SocketAddrV4)>,
+    conns: Connections,
     next_op: u64,
     host: Ipv4Addr,
     port: u16,
@@ -167,7 +215,9 @@ impl Node {
         let mut server =
             DhtServer::new(Store::new(config.store, now, seed.wrapping_mul(0x9e37_79b9)));
         server.wall_clock_offset_ms = config.wall_clock_offset_ms;
+        let conns = Connections::new(config.conn, Udx::new(config.udx), seed, &secret_seed);
         Self {
+            conns,
             rpc: Rpc::new(config.rpc, now, seed, secret_seed),
             server,
             client: DhtClient::new(),
@@ -241,14 +291,22 @@ impl Node {
         data: &[u8],
         tx: &mut TxQueue,
     ) {
-        // UDX packets (0xff 0x01) are not served yet; dht-rpc drops them as undecodable.
-        self.rpc.handle_datagram(now, socket, from, data, &mut self.server, tx);
+        // UDX claims its own streams' packets first (spec transport §1.5); the rest is
+        // dht-rpc (which drops anything else as undecodable).
+        if !self.conns.udx().handle_datagram(now, socket, from, data, tx) {
+            let net = self.net_view();
+            let mut handlers = Handlers { dht: &mut self.server, conns: &mut self.conns, net };
+            self.rpc.handle_datagram(now, socket, from, data, &mut handlers, tx);
+            self.conns.after_input(now, tx);
+        }
         self.drain(now, tx);
     }
 
     /// Handles timers.
     pub fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
         self.rpc.handle_timeout(now, tx);
+        self.conns.udx().handle_timeout(now, tx);
+        self.conns.handle_timeout(now, tx);
         if now >= self.next_gc {
             self.server.store.gc(now);
             self.next_gc = now + Duration::from_secs(5);
@@ -271,7 +329,12 @@ impl Node {
     pub fn poll_timeout(&self) -> Timestamp {
         let announce =
             self.announcements.values().map(|a| a.next).min().unwrap_or(Timestamp::NEVER);
-        self.rpc.poll_timeout().min(self.next_gc).min(announce)
+        self.rpc
+            .poll_timeout()
+            .min(self.next_gc)
+            .min(announce)
+            .min(self.conns.poll_timeout())
+            .min(self.conns.udx_ref().poll_timeout())
     }
 
     /// Starts a client operation; its events carry the returned id (`None` for
@@ -302,14 +365,16 @@ impl Node {
             }
             NodeCommand::Lookup(topic) => Some(c.lookup(rpc, now, topic, tx)),
             NodeCommand::Announce { topic, key_pair, relay_addresses } => {
-                let key = (topic, *key_pair.public_key().as_bytes());
-                let a = Announcement {
-                    key_pair: key_pair.clone(),
-                    relay_addresses: relay_addresses.clone(),
-                    next: now + REANNOUNCE_INTERVAL,
-                };
-                self.announcements.insert(key, a);
-                Some(c.announce(rpc, now, topic, key_pair, relay_addresses, tx))
+                Some(Self::start_announce(
+                    &mut self.announcements,
+                    c,
+                    rpc,
+                    now,
+                    topic,
+                    key_pair,
+                    relay_addresses,
+                    tx,
+                ))
             }
             NodeCommand::Unannounce { topic, key_pair } => {
                 self.announcements.remove(&(topic, *key_pair.public_key().as_bytes()));
@@ -324,15 +389,84 @@ impl Node {
             }
             NodeCommand::ImmutablePut(value) => Some(c.immutable_put(rpc, now, value, tx)),
             NodeCommand::ImmutableGet(hash) => Some(c.immutable_get(rpc, now, hash, tx)),
+            NodeCommand::Listen { key_pair, firewall } => {
+                let listener = self.conns.listen(key_pair.clone(), firewall.map(|f| f.0));
+                let op = match listener {
+                    // A self-announce: the nodes closest to H32(pk) keep a router entry
+                    // and relay handshakes to us; the listen completes with it.
+                    Some(_) => {
+                        let topic = NodeId(tern_crypto::hash32(key_pair.public_key().as_bytes()));
+                        let relays = Vec::new();
+                        let a = &mut self.announcements;
+                        Self::start_announce(a, c, rpc, now, topic, key_pair, relays, tx)
+                    }
+                    None => {
+                        self.next_op += 1;
+                        OpId(self.next_op)
+                    }
+                };
+                self.push(NodeEvent::Listening { op, listener });
+                Some(op)
+            }
+            NodeCommand::Unlisten(listener) => {
+                let key_pair = self.conns.unlisten(listener)?;
+                let topic = NodeId(tern_crypto::hash32(key_pair.public_key().as_bytes()));
+                self.handle_command(now, NodeCommand::Unannounce { topic, key_pair }, tx)
+            }
+            NodeCommand::Connect { public_key, key_pair } => {
+                self.next_op += 1;
+                let op = OpId(self.next_op);
+                let net = self.net_view();
+                self.conns.connect(&mut self.rpc, now, op, &public_key, &key_pair, net, tx);
+                Some(op)
+            }
         };
         self.drain(now, tx);
         op
     }
 
+    /// Announces and remembers the announcement for re-announcing.
+    #[allow(clippy::too_many_arguments)]
+    fn start_announce(
+        announcements: &mut HashMap<(NodeId, [u8; 32]), Announcement>,
+        client: &mut DhtClient,
+        rpc: &mut Rpc,
+        now: Timestamp,
+        topic: NodeId,
+        key_pair: KeyPair,
+        relay_addresses: Vec<SocketAddrV4>,
+        tx: &mut TxQueue,
+    ) -> OpId {
+        let key = (topic, *key_pair.public_key().as_bytes());
+        let a = Announcement {
+            key_pair: key_pair.clone(),
+            relay_addresses: relay_addresses.clone(),
+            next: now + REANNOUNCE_INTERVAL,
+        };
+        announcements.insert(key, a);
+        client.announce(rpc, now, topic, key_pair, relay_addresses, tx)
+    }
+
+    /// What the connection layer needs to know about our network position.
+    fn net_view(&self) -> NetView {
+        let firewalled = self.rpc.is_firewalled();
+        NetView {
+            open_address: self.rpc.public_addr().filter(|a| !firewalled && a.port() != 0),
+            socket: if firewalled { SocketId::CLIENT } else { SocketId::SERVER },
+        }
+    }
+
+    /// The connection layer (stream reads and writes go through its UDX engine).
+    pub fn connections(&mut self) -> &mut Connections {
+        &mut self.conns
+    }
+
     /// Routes rpc events to client operations and turns the rest into node events.
     fn drain(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        let net = self.net_view();
         while let Some(e) = self.rpc.poll_event() {
             let Some(e) = self.client.on_rpc_event(&mut self.rpc, now, e, tx) else { continue };
+            let Some(e) = self.conns.on_rpc_event(&mut self.rpc, now, e, net, tx) else { continue };
             match e {
                 RpcEvent::Bootstrapped => self.push(NodeEvent::Bootstrapped),
                 RpcEvent::Persistent { id } => self.push(NodeEvent::Persistent(id)),
@@ -353,6 +487,20 @@ impl Node {
         while let Some(e) = self.client.poll_event() {
             self.push(NodeEvent::Dht(e));
         }
+        while let Some(e) = self.conns.poll_stream_event() {
+            if let Some(e) = self.conns.on_udx_event(e) {
+                self.push(NodeEvent::Stream(e));
+            }
+        }
+        while let Some(e) = self.conns.poll_event() {
+            self.push(NodeEvent::Conn(e));
+        }
+    }
+
+    /// Call after driving the UDX engine directly (stream reads and writes) so its
+    /// events are routed.
+    pub fn flush_events(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        self.drain(now, tx);
     }
 }
 

@@ -31,6 +31,12 @@ pub enum OpKind {
     ImmutableGet,
     /// `NodeCommand::Ping`.
     Ping,
+    /// `NodeCommand::Listen` (completes with its first announce).
+    Listen,
+    /// `NodeCommand::Unlisten` (completes with its unannounce).
+    Unlisten,
+    /// `NodeCommand::Connect`.
+    Connect,
 }
 
 impl OpKind {
@@ -47,6 +53,9 @@ impl OpKind {
             NodeCommand::MutableGet { .. } => Self::MutableGet,
             NodeCommand::ImmutablePut(_) => Self::ImmutablePut,
             NodeCommand::ImmutableGet(_) => Self::ImmutableGet,
+            NodeCommand::Listen { .. } => Self::Listen,
+            NodeCommand::Unlisten(_) => Self::Unlisten,
+            NodeCommand::Connect { .. } => Self::Connect,
         })
     }
 }
@@ -58,6 +67,8 @@ pub enum Outcome {
     Dht(Result<OpOutput, OpError>),
     /// A ping was answered (or not).
     Ping(bool),
+    /// A connect established its stream (our UDX id) or failed.
+    Connect(Result<u32, tern_core::ConnectError>),
 }
 
 /// Most distinct public keys remembered per lookup: far above the 20 records a reply
@@ -99,7 +110,10 @@ impl OpRecord {
 
     /// Whether it finished successfully (`Ok` result, or an answered ping).
     pub fn succeeded(&self) -> bool {
-        matches!(self.done, Some((_, Outcome::Dht(Ok(_))) | (_, Outcome::Ping(true))))
+        matches!(
+            self.done,
+            Some((_, Outcome::Dht(Ok(_)) | Outcome::Ping(true) | Outcome::Connect(Ok(_))))
+        )
     }
 
     /// How long it took, if finished.

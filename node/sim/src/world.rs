@@ -25,7 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use tern_base::{Rng, SocketId, Timestamp, TxQueue};
-use tern_core::{Node, NodeCommand, NodeConfig, NodeEvent};
+use tern_core::{ConnEvent, Node, NodeCommand, NodeConfig, NodeEvent, Origin};
 use tern_dht::{DhtEvent, OpId};
 use tern_netsim::{
     EventQueue, FxHashMap, HostId, Inbound, NatConfig, NatId, NetConfig, Network, Outbound,
@@ -648,6 +648,21 @@ impl World {
                         r.done = Some((now, Outcome::Dht(result)));
                     }
                 }
+                NodeEvent::Conn(ConnEvent::Connection(c)) => {
+                    if let Origin::Client(op) = c.origin
+                        && let Some(r) = self.ops.get_mut(&(i as u32, op.0))
+                    {
+                        r.done = Some((now, Outcome::Connect(Ok(c.stream))));
+                    }
+                }
+                NodeEvent::Conn(ConnEvent::ConnectFailed { op, error }) => {
+                    if let Some(r) = self.ops.get_mut(&(i as u32, op.0)) {
+                        r.done = Some((now, Outcome::Connect(Err(error))));
+                    }
+                }
+                // Listen completes through its announce's Done; stream progress is not
+                // tracked by the simulator (nothing reads simulated streams yet).
+                NodeEvent::Listening { .. } | NodeEvent::Stream(_) => {}
             }
         }
     }
@@ -667,6 +682,9 @@ impl World {
                 NodeEvent::Ping { .. } => 3,
                 NodeEvent::Bootstrapped => 4,
                 NodeEvent::Persistent(_) => 5,
+                NodeEvent::Conn(_) => 6,
+                NodeEvent::Listening { .. } => 7,
+                NodeEvent::Stream(_) => 8,
             };
             self.trace.word(kind);
         }

@@ -10,17 +10,20 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_channel::mpsc;
 use tern_base::NodeId;
-use tern_core::{Node, NodeCommand, NodeConfig, NodeStats};
-use tern_crypto::KeyPair;
+use tern_core::conn::RemoteView;
+use tern_core::{Firewall, Node, NodeCommand, NodeConfig, NodeStats};
+use tern_crypto::{KeyPair, PublicKey};
 use tern_dht::{MutableValue, OpOutput, PeerInfo};
 use tern_driver::{Driver, DriverBuilder, EndpointHandle, IoMode, SendError, SocketOptions};
 use tern_rpc::RpcConfig;
 
+use crate::api::conn::{SelfHandle, Server};
 use crate::api::endpoint::{ApiCommand, ApiNode, Route, Shared};
 use crate::api::error::{BindError, DhtError};
 use crate::api::monitor::DhtMonitor;
 use crate::api::pending::{LookupStream, Pending};
 use crate::api::shard::{ShardCounters, ShardLink, ShardStats};
+use crate::api::stream::SecureStream;
 
 /// The public HyperDHT bootstrap nodes, used when no bootstrap list is given, as the
 /// JS reference does. Tests never use them.
@@ -134,6 +137,8 @@ pub struct Dht {
     shards: Vec<EndpointHandle<ApiNode>>,
     /// What the shards passed between them (sharded nodes only).
     counters: Option<Arc<ShardCounters>>,
+    /// The identity `connect` uses unless given one (random per node).
+    key_pair: KeyPair,
 }
 
 impl std::fmt::Debug for Dht {
@@ -150,6 +155,11 @@ fn random_seeds() -> Result<(u64, [u8; 32]), BindError> {
     let mut secret = [0u8; 32];
     secret.copy_from_slice(&buf[8..]);
     Ok((u64::from_le_bytes(seed), secret))
+}
+
+/// A node's default identity, derived one-way from its OS-random secret seed.
+fn default_key_pair(secret: &[u8; 32]) -> KeyPair {
+    KeyPair::from_seed(&tern_crypto::hash32_keyed(b"tern/default-key-pair", secret))
 }
 
 fn wall_clock_ms() -> u64 {
@@ -240,10 +250,12 @@ impl Dht {
             let shared = Arc::new(Mutex::new(Shared::default()));
             let link =
                 ShardLink { index, count: cores, peers: peers.clone(), counters: counters.clone() };
-            let endpoint = ApiNode::new(node, shared.clone()).with_shard(link);
+            let me = SelfHandle::default();
+            let endpoint = ApiNode::new(node, shared.clone(), me.clone()).with_shard(link);
             let handle = driver
                 .spawn_endpoint_on(index, endpoint)
                 .map_err(|e| BindError::Driver(format!("shard {index}: {e}")))?;
+            let _ = me.set(handle.clone());
             first_shared.get_or_insert(shared);
             handles.push(handle);
         }
@@ -259,6 +271,7 @@ impl Dht {
             driver: Some(driver),
             shards: handles.collect(),
             counters: Some(counters),
+            key_pair: default_key_pair(&secret),
         })
     }
 
@@ -313,10 +326,19 @@ impl Dht {
         let (seed, secret) = random_seeds()?;
         let node = Node::new(config, driver.now(), seed, secret);
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let endpoint = ApiNode::new(node, shared.clone());
+        let me = SelfHandle::default();
+        let endpoint = ApiNode::new(node, shared.clone(), me.clone());
         let handle =
             driver.spawn_endpoint(endpoint).map_err(|e| BindError::Driver(e.to_string()))?;
-        Ok(Dht { handle, shared, driver: None, shards: Vec::new(), counters: None })
+        let _ = me.set(handle.clone());
+        Ok(Dht {
+            handle,
+            shared,
+            driver: None,
+            shards: Vec::new(),
+            counters: None,
+            key_pair: default_key_pair(&secret),
+        })
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -440,6 +462,56 @@ impl Dht {
             OpOutput::Immutable(v) => v,
             _ => None,
         })
+    }
+
+    /// Listens for encrypted connections to `key_pair`: answers handshakes for its
+    /// public key and announces it (re-announced every few minutes) so clients find it.
+    /// Resolves once the first announce finished.
+    pub fn listen(&self, key_pair: &KeyPair) -> Pending<Server> {
+        self.listen_inner(key_pair, None)
+    }
+
+    /// [`Dht::listen`] with a firewall: `firewall(remote public key, its handshake
+    /// payload, its address)` runs on the node's thread for every new client; `true`
+    /// rejects it (no answer is sent, as in hyperdht).
+    pub fn listen_with_firewall(
+        &self,
+        key_pair: &KeyPair,
+        firewall: impl FnMut(&PublicKey, &RemoteView, SocketAddrV4) -> bool + Send + 'static,
+    ) -> Pending<Server> {
+        self.listen_inner(key_pair, Some(Firewall(Box::new(firewall))))
+    }
+
+    fn listen_inner(&self, key_pair: &KeyPair, firewall: Option<Firewall>) -> Pending<Server> {
+        let (waiter, pending) = Pending::channel();
+        let public_key = *key_pair.public_key().as_bytes();
+        let route = Route::Listen { public_key, waiter, server: None };
+        let cmd = NodeCommand::Listen { key_pair: key_pair.clone(), firewall };
+        if let Err(e) = self.handle.send(ApiCommand::Op(Box::new(cmd), route)) {
+            return failed(matches!(e, SendError::Full(_)));
+        }
+        pending
+    }
+
+    /// Opens an encrypted connection to the server listening on `public_key`, as this
+    /// node's default identity (a random key pair made once per node).
+    pub fn connect(&self, public_key: [u8; 32]) -> Pending<SecureStream> {
+        self.connect_as(public_key, &self.key_pair)
+    }
+
+    /// [`Dht::connect`] as `key_pair` (the server's firewall sees its public key).
+    pub fn connect_as(&self, public_key: [u8; 32], key_pair: &KeyPair) -> Pending<SecureStream> {
+        let (waiter, pending) = Pending::channel();
+        let cmd = NodeCommand::Connect { public_key, key_pair: key_pair.clone() };
+        if let Err(e) = self.handle.send(ApiCommand::Op(Box::new(cmd), Route::Connect(waiter))) {
+            return failed(matches!(e, SendError::Full(_)));
+        }
+        pending
+    }
+
+    /// The identity [`Dht::connect`] uses.
+    pub fn default_key_pair(&self) -> &KeyPair {
+        &self.key_pair
     }
 
     /// Pings `addr`; resolves to whether it answered.

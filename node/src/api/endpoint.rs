@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use futures_channel::{mpsc, oneshot};
 use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
-use tern_core::{Node, NodeCommand, NodeEvent, NodeStats};
+use tern_core::{ConnEvent, Node, NodeCommand, NodeEvent, NodeStats};
 use tern_dht::{DhtEvent, OpError, OpId, OpOutput};
 
+use crate::api::conn::{SelfHandle, Server, Streams};
 use crate::api::error::DhtError;
 use crate::api::pending::LookupReply;
 use crate::api::shard::{ShardLink, Steer};
+use crate::api::stream::SecureStream;
 
 /// Where the outcome of one operation goes.
 #[derive(Debug)]
@@ -26,6 +28,17 @@ pub enum Route {
     Ping(oneshot::Sender<Result<bool, DhtError>>),
     /// Nobody waits (re-announces, destroy's unannounces).
     Ignore,
+    /// A connect's stream.
+    Connect(oneshot::Sender<Result<SecureStream, DhtError>>),
+    /// A listen: the server handle once its first announce finished.
+    Listen {
+        /// The listening public key.
+        public_key: [u8; 32],
+        /// Who waits.
+        waiter: oneshot::Sender<Result<Server, DhtError>>,
+        /// The handle, made when the listener registered.
+        server: Option<Server>,
+    },
 }
 
 /// A command from an API handle (opaque).
@@ -41,6 +54,8 @@ pub enum ApiCommand {
     Forwarded { from: SocketAddrV4, data: Box<[u8]>, hops: u8 },
     /// Unannounce everything, then close.
     Destroy(oneshot::Sender<Result<(), DhtError>>),
+    /// A stream's handle changed its pipe: move its bytes.
+    Pump(u32),
 }
 
 /// State the API handle reads without a round trip to the node's thread.
@@ -68,10 +83,14 @@ pub struct ApiNode {
     shard: Option<ShardLink>,
     /// Lookup replies dropped because the caller did not read fast enough.
     pub dropped_replies: u64,
+    /// Connections and their pipes.
+    streams: Streams,
+    /// This endpoint's own handle (streams nudge the node through it).
+    me: SelfHandle,
 }
 
 impl ApiNode {
-    pub(crate) fn new(node: Node, shared: Arc<Mutex<Shared>>) -> Self {
+    pub(crate) fn new(node: Node, shared: Arc<Mutex<Shared>>, me: SelfHandle) -> Self {
         // A bootstrapper (configured public address) is persistent from the start and
         // never emits the Persistent event, so record it here.
         if let Some(id) = node.rpc().persistent_id() {
@@ -85,6 +104,8 @@ impl ApiNode {
             closed: false,
             shard: None,
             dropped_replies: 0,
+            streams: Streams::default(),
+            me,
         }
     }
 
@@ -109,7 +130,7 @@ impl ApiNode {
             Some(link) if socket == SocketId::SERVER && link.ready() => link,
             _ => {
                 self.node.handle_datagram(now, socket, from, data, tx);
-                self.drain();
+                self.drain(now, tx);
                 return;
             }
         };
@@ -133,7 +154,7 @@ impl ApiNode {
         {
             link.counters.forwarded_responses.fetch_add(1, Ordering::Relaxed);
         }
-        self.drain();
+        self.drain(now, tx);
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -142,9 +163,45 @@ impl ApiNode {
     }
 
     /// Routes every pending node event.
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Timestamp, tx: &mut TxQueue) {
         while let Some(event) = self.node.poll_event() {
             match event {
+                NodeEvent::Stream(e) => {
+                    self.streams.on_stream_event(&mut self.node, now, e, tx);
+                    // Pumping may have produced more UDX events.
+                    self.node.flush_events(now, tx);
+                }
+                NodeEvent::Conn(ConnEvent::Connection(conn)) => {
+                    let me = self.me.get();
+                    self.streams.on_connection(
+                        &mut self.node,
+                        now,
+                        *conn,
+                        me,
+                        &mut self.routes,
+                        tx,
+                    );
+                    self.node.flush_events(now, tx);
+                }
+                NodeEvent::Conn(ConnEvent::ConnectFailed { op, error }) => {
+                    if let Some(Route::Connect(w)) = self.routes.remove(&op) {
+                        let _ = w.send(Err(DhtError::Connect(error)));
+                    }
+                }
+                NodeEvent::Listening { op, listener } => match (self.routes.get_mut(&op), listener)
+                {
+                    (Some(Route::Listen { public_key, server, .. }), Some(id)) => {
+                        if let Some(me) = self.me.get() {
+                            *server = Some(self.streams.listener(id, *public_key, me.clone()));
+                        }
+                    }
+                    (Some(Route::Listen { .. }), None) => {
+                        if let Some(Route::Listen { waiter, .. }) = self.routes.remove(&op) {
+                            let _ = waiter.send(Err(DhtError::AlreadyListening));
+                        }
+                    }
+                    _ => {}
+                },
                 NodeEvent::Bootstrapped => {
                     let mut s = self.shared();
                     s.bootstrapped = true;
@@ -175,6 +232,15 @@ impl ApiNode {
             Some(Route::Once(tx)) => {
                 let _ = tx.send(result.map_err(DhtError::Op));
             }
+            // A listener is usable even when its first announce reached nobody (it is
+            // still reachable directly, and re-announces every few minutes).
+            Some(Route::Listen { waiter, server, .. }) => {
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "listen: first announce failed");
+                }
+                let _ = waiter.send(server.ok_or(DhtError::Closed));
+            }
+            Some(Route::Connect(_)) => {}
             // Dropping the sender ends the caller's stream.
             Some(Route::Lookup(_)) | Some(Route::Ping(_)) | Some(Route::Ignore) | None => {}
         }
@@ -209,7 +275,7 @@ impl Endpoint for ApiNode {
     fn bound(&mut self, now: Timestamp, local: &[SocketAddrV4], tx: &mut TxQueue) {
         self.shared().local = local.to_vec();
         self.node.bound(now, local, tx);
-        self.drain();
+        self.drain(now, tx);
     }
 
     fn handle_datagram(
@@ -229,12 +295,19 @@ impl Endpoint for ApiNode {
                 if self.destroying.is_some() || self.closed {
                     return;
                 }
+                if let NodeCommand::Unlisten(id) = &*cmd {
+                    self.streams.remove_listener(*id);
+                }
                 if let Some(op) = self.node.handle_command(now, *cmd, tx) {
                     self.routes.insert(op, route);
                 }
             }
             ApiCommand::Stats(tx) => {
                 let _ = tx.send(Ok(self.node.stats()));
+            }
+            ApiCommand::Pump(id) => {
+                self.streams.pump(&mut self.node, now, id, tx);
+                self.node.flush_events(now, tx);
             }
             ApiCommand::Forwarded { from, data, hops } => {
                 self.receive(now, SocketId::SERVER, from, &data, tx, hops);
@@ -254,12 +327,12 @@ impl Endpoint for ApiNode {
                 }
             }
         }
-        self.drain();
+        self.drain(now, tx);
     }
 
     fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
         self.node.handle_timeout(now, tx);
-        self.drain();
+        self.drain(now, tx);
     }
 
     fn poll_timeout(&self) -> Timestamp {

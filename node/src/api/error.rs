@@ -15,6 +15,12 @@ pub enum DhtError {
     /// The node's command mailbox is full; retry later.
     #[error("the node is busy (command mailbox full)")]
     Busy,
+    /// A connect failed.
+    #[error(transparent)]
+    Connect(#[from] tern_core::ConnectError),
+    /// This key pair already listens on this node (or the listener table is full).
+    #[error("already listening on this key pair (or too many listeners)")]
+    AlreadyListening,
 }
 
 /// Why [`crate::Dht::bind`] failed.

@@ -1,0 +1,346 @@
+//! Encrypted connections: listening servers and connecting clients (spec hyperdht §9–§10,
+//! transport §1–§2; ref: hyperdht lib/server.js, lib/connect.js).
+//!
+//! A server registers its key pair; handshakes for `H32(public key)` reach it directly or
+//! through the nodes it announced itself to, and it answers with the second Noise IK
+//! message. A client finds the server's relays with FIND_PEER, sends the first Noise
+//! message through one of them, and on the answer both sides bind one UDX stream to the
+//! path. The Noise split keys then key secret-stream on top (done by the owner of the
+//! bytes, not here: encryption runs on the application's thread, see `tern::SecureStream`).
+//!
+//! Holepunching (PEER_HOLEPUNCH rounds, spec §10.4) is not implemented yet: a connection
+//! succeeds when one side is reachable (OPEN), the server answered directly, or the
+//! client is reachable and the server connects to it.
+
+mod client;
+mod payload;
+mod server;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use tern_base::{NodeId, SocketId, Timestamp, TxQueue};
+use tern_crypto::hash::hash32_keyed_parts;
+use tern_crypto::noise::HandshakeResult;
+use tern_crypto::{KeyPair, PublicKey};
+use tern_dht::OpId;
+use tern_udx::{Udx, UdxEvent};
+
+pub use client::ConnectError;
+pub use payload::{RemoteView, first_remote_address, is_bogon};
+pub(crate) use server::Handlers;
+
+use client::Connecting;
+use server::{Answered, Listener};
+
+/// A server's handle (the announce op that keeps it findable has its own id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(pub u64);
+
+/// Who started a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Our `connect` operation.
+    Client(OpId),
+    /// A client reached our listener.
+    Server(ListenerId),
+}
+
+/// An established connection: a UDX stream bound to a path, and the Noise outputs that
+/// key secret-stream on it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Who started it.
+    pub origin: Origin,
+    /// Our UDX stream id (data moves through [`tern_udx::Udx`] with it).
+    pub stream: u32,
+    /// The peer's address on the path.
+    pub remote: SocketAddrV4,
+    /// Split keys, handshake hash, both public keys.
+    pub handshake: HandshakeResult,
+}
+
+/// What the connection layer reports.
+#[derive(Debug, Clone)]
+pub enum ConnEvent {
+    /// A connection is ready for secret-stream.
+    Connection(Box<Connection>),
+    /// A connect operation failed.
+    ConnectFailed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        error: ConnectError,
+    },
+}
+
+/// Decides whether a server accepts a client: called with the client's public key, its
+/// handshake payload and its address; `true` rejects (hyperdht's `firewall` option).
+pub type FirewallFn = Box<dyn FnMut(&PublicKey, &RemoteView, SocketAddrV4) -> bool + Send>;
+
+/// Limits of the connection layer (everything a remote can make us allocate).
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// Listening key pairs.
+    pub max_listeners: usize,
+    /// Connect operations in flight.
+    pub max_connecting: usize,
+    /// Server-side handshakes remembered for de-duplication (hyperdht: 10 s each).
+    pub max_answered: usize,
+    /// Accepted connections waiting for the client's first packet.
+    pub max_awaiting: usize,
+    /// How long a connect may take end to end.
+    pub connect_timeout: Duration,
+    /// How long an accepted or answered stream waits for its peer's first packet
+    /// (hyperdht: 10 s).
+    pub first_packet_timeout: Duration,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        Self {
+            max_listeners: 256,
+            max_connecting: 4096,
+            max_answered: 16_384,
+            max_awaiting: 16_384,
+            connect_timeout: Duration::from_secs(20),
+            first_packet_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The network facts the handshake logic needs, snapshot from the rpc node per input.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NetView {
+    /// Our public address when we are reachable unsolicited.
+    pub open_address: Option<SocketAddrV4>,
+    /// The socket our requests leave from (and streams use by default).
+    pub socket: SocketId,
+}
+
+/// A stream waiting for its peer's first UDX packet to learn the path.
+#[derive(Debug)]
+struct Awaiting {
+    origin: Origin,
+    handshake: HandshakeResult,
+    deadline: Timestamp,
+}
+
+/// Ephemeral Noise keys: a keyed BLAKE2b stream over a counter. The key mixes the node's
+/// secret seed (from the OS, via the driver) and its per-shard seed, so shards of one
+/// identity never repeat each other's ephemerals and simulated runs still replay.
+struct Ephemerals {
+    key: [u8; 32],
+    counter: u64,
+}
+
+impl Ephemerals {
+    fn next(&mut self) -> [u8; 32] {
+        self.counter += 1;
+        hash32_keyed_parts(&[&b"tern/noise-ephemeral"[..], &self.counter.to_le_bytes()], &self.key)
+    }
+}
+
+/// The connection layer of one node.
+pub struct Connections {
+    config: ConnConfig,
+    udx: Udx,
+    listeners: HashMap<NodeId, Listener>,
+    answered: HashMap<[u8; 32], Answered>,
+    answered_order: VecDeque<([u8; 32], Timestamp)>,
+    /// Accepted by a listener inside the rpc handler; streams are set up right after.
+    accepted: Vec<server::Accepted>,
+    awaiting: HashMap<u32, Awaiting>,
+    connecting: HashMap<OpId, Connecting>,
+    events: VecDeque<ConnEvent>,
+    ephemerals: Ephemerals,
+    next_listener: u64,
+    next_slot: u64,
+    stream_rng: u64,
+}
+
+impl Connections {
+    /// A connection layer with its own UDX engine.
+    pub fn new(config: ConnConfig, udx: Udx, seed: u64, secret_seed: &[u8; 32]) -> Self {
+        let key = hash32_keyed_parts(&[&b"tern/conn"[..], &seed.to_le_bytes()], secret_seed);
+        Self {
+            config,
+            udx,
+            listeners: HashMap::new(),
+            answered: HashMap::new(),
+            answered_order: VecDeque::new(),
+            accepted: Vec::new(),
+            awaiting: HashMap::new(),
+            connecting: HashMap::new(),
+            events: VecDeque::new(),
+            ephemerals: Ephemerals { key, counter: 0 },
+            next_listener: 0,
+            next_slot: 0,
+            stream_rng: seed ^ 0x5bd1_e995_7f4a_7c15,
+        }
+    }
+
+    /// The UDX engine (stream reads and writes go straight to it).
+    pub fn udx(&mut self) -> &mut Udx {
+        &mut self.udx
+    }
+
+    /// The UDX engine, read-only.
+    pub fn udx_ref(&self) -> &Udx {
+        &self.udx
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ConnEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next UDX event, for whoever moves the bytes.
+    pub fn poll_stream_event(&mut self) -> Option<UdxEvent> {
+        self.udx.poll_event()
+    }
+
+    /// Number of listeners.
+    pub fn listeners(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// A fresh stream id not in use (random, so ids do not reveal connection counts).
+    fn alloc_stream_id(&mut self) -> u32 {
+        loop {
+            // splitmix64: cheap, and ids only need to be unique, not secret.
+            self.stream_rng = self.stream_rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.stream_rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let id = (z ^ (z >> 31)) as u32;
+            let taken = self.udx.contains(id)
+                || self.accepted.iter().any(|a| a.stream == id)
+                || self.connecting.values().any(|c| c.stream == id);
+            if id != 0 && !taken {
+                return id;
+            }
+        }
+    }
+
+    /// Registers a listening key pair; handshakes for `H32(public key)` are answered
+    /// from now on. `None` when the listener table is full or the key already listens.
+    pub fn listen(
+        &mut self,
+        key_pair: KeyPair,
+        firewall: Option<FirewallFn>,
+    ) -> Option<ListenerId> {
+        let target = NodeId(tern_crypto::hash32(key_pair.public_key().as_bytes()));
+        if self.listeners.len() >= self.config.max_listeners || self.listeners.contains_key(&target)
+        {
+            return None;
+        }
+        self.next_listener += 1;
+        let id = ListenerId(self.next_listener);
+        self.listeners.insert(target, Listener { id, key_pair, firewall });
+        Some(id)
+    }
+
+    /// Stops answering for a listener; established connections stay up.
+    pub fn unlisten(&mut self, id: ListenerId) -> Option<KeyPair> {
+        let target = self.listeners.iter().find(|(_, l)| l.id == id).map(|(t, _)| *t)?;
+        self.listeners.remove(&target).map(|l| l.key_pair)
+    }
+
+    /// Sets up the streams of handshakes a listener accepted during the last input.
+    pub(crate) fn after_input(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        for a in std::mem::take(&mut self.accepted) {
+            self.setup_accepted(now, a, tx);
+        }
+    }
+
+    /// Routes UDX events that concern connection setup; returns the others.
+    pub(crate) fn on_udx_event(&mut self, event: UdxEvent) -> Option<UdxEvent> {
+        match event {
+            UdxEvent::Connected { id, remote, .. } => {
+                let a = self.awaiting.remove(&id)?;
+                let conn =
+                    Connection { origin: a.origin, stream: id, remote, handshake: a.handshake };
+                self.events.push_back(ConnEvent::Connection(Box::new(conn)));
+                None
+            }
+            UdxEvent::Closed { id, .. } if self.awaiting.remove(&id).is_some() => None,
+            other => Some(other),
+        }
+    }
+
+    /// Timers: connect deadlines, first-packet waits, de-duplication entries.
+    pub(crate) fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        while let Some((key, at)) = self.answered_order.front().copied() {
+            if at > now {
+                break;
+            }
+            self.answered_order.pop_front();
+            if self.answered.get(&key).is_some_and(|a| a.expires <= now) {
+                self.answered.remove(&key);
+            }
+        }
+        let expired: Vec<u32> =
+            self.awaiting.iter().filter(|(_, a)| a.deadline <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(a) = self.awaiting.remove(&id) {
+                self.udx.destroy(now, id, tx);
+                if let Origin::Client(op) = a.origin {
+                    self.fail(op, ConnectError::Timeout);
+                }
+            }
+        }
+        let late: Vec<OpId> =
+            self.connecting.iter().filter(|(_, c)| c.deadline <= now).map(|(op, _)| *op).collect();
+        for op in late {
+            if self.connecting.remove(&op).is_some() {
+                self.fail(op, ConnectError::Timeout);
+            }
+        }
+    }
+
+    /// The earliest connection-layer deadline.
+    pub(crate) fn poll_timeout(&self) -> Timestamp {
+        let answered = self.answered_order.front().map_or(Timestamp::NEVER, |(_, at)| *at);
+        let awaiting = self.awaiting.values().map(|a| a.deadline).min();
+        let connecting = self.connecting.values().map(|c| c.deadline).min();
+        [Some(answered), awaiting, connecting]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Timestamp::NEVER)
+    }
+
+    fn fail(&mut self, op: OpId, error: ConnectError) {
+        self.events.push_back(ConnEvent::ConnectFailed { op, error });
+    }
+
+    /// Waits for the peer's first packet on `stream` to bind the path.
+    fn await_first_packet(
+        &mut self,
+        now: Timestamp,
+        stream: u32,
+        origin: Origin,
+        handshake: HandshakeResult,
+    ) -> bool {
+        if self.awaiting.len() >= self.config.max_awaiting {
+            return false;
+        }
+        let deadline = now + self.config.first_packet_timeout;
+        self.awaiting.insert(stream, Awaiting { origin, handshake, deadline });
+        true
+    }
+
+    /// A stream bound to a known path right away.
+    fn established(
+        &mut self,
+        origin: Origin,
+        stream: u32,
+        remote: SocketAddrV4,
+        hs: HandshakeResult,
+    ) {
+        let conn = Connection { origin, stream, remote, handshake: hs };
+        self.events.push_back(ConnEvent::Connection(Box::new(conn)));
+    }
+}

@@ -1,0 +1,235 @@
+//! The server side: answering PEER_HANDSHAKE for a listening key pair (spec §9.2 server
+//! table, §9.4; ref: hyperdht lib/server.js `_addHandshake`).
+//!
+//! The Noise answer is computed inside the rpc handler (the reply must carry the
+//! request's tid); the UDX stream is set up right after the input, when the transmit
+//! queue is free again. Identical first messages (clients ask two relays at once) get the
+//! identical answer and no second stream.
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use tern_base::{NodeId, SocketId, Timestamp, TxQueue};
+use tern_crypto::KeyPair;
+use tern_crypto::noise::{HandshakeResult, IkResponder};
+use tern_dht::DhtServer;
+use tern_rpc::{Handler, IncomingRequest, ReplyFields, Responder};
+use tern_wire::Encode;
+use tern_wire::handshake::{Firewall, Handshake, Mode, PayloadError};
+use tern_wire::hyperdht::Command;
+use tern_wire::rpc::error_code;
+
+use super::payload::{self, LocalView};
+use super::{Connections, FirewallFn, ListenerId, NetView, Origin};
+
+/// How long an answered handshake is remembered (hyperdht: 10 s).
+const ANSWER_TTL: Duration = Duration::from_secs(10);
+
+/// A listening key pair.
+pub(crate) struct Listener {
+    pub id: ListenerId,
+    pub key_pair: KeyPair,
+    pub firewall: Option<FirewallFn>,
+}
+
+/// The answer given to one first Noise message.
+pub(crate) struct Answered {
+    pub reply: Vec<u8>,
+    pub expires: Timestamp,
+}
+
+/// A handshake a listener accepted; its stream is created after the input.
+pub(crate) struct Accepted {
+    pub listener: ListenerId,
+    pub stream: u32,
+    pub remote_stream: u32,
+    pub handshake: HandshakeResult,
+    /// Connect to this address at once (client reachable, or it contacted us directly);
+    /// otherwise wait for its first packet.
+    pub connect_to: Option<(SocketId, SocketAddrV4)>,
+}
+
+/// The rpc handler of a node with connections: PEER_HANDSHAKE for our own listeners is
+/// answered here, everything else goes to the hyperdht server.
+pub(crate) struct Handlers<'a> {
+    pub dht: &'a mut DhtServer,
+    pub conns: &'a mut Connections,
+    pub net: NetView,
+}
+
+impl Handler for Handlers<'_> {
+    fn on_request(&mut self, now: Timestamp, req: &IncomingRequest<'_>, out: &mut Responder<'_>) {
+        let q = &req.request;
+        if q.command == Command::PeerHandshake as u64
+            && !q.internal
+            && let (Some(target), Some(value)) = (q.target, q.value)
+            && self.conns.listeners.contains_key(&NodeId(*target))
+        {
+            if let Ok(hs) = <Handshake<'_> as tern_wire::Decode<'_>>::decode(value) {
+                self.conns.on_handshake(now, req, out, &NodeId(*target), &hs, self.net);
+            }
+            return;
+        }
+        self.dht.on_request(now, req, out);
+    }
+}
+
+impl Connections {
+    /// A PEER_HANDSHAKE for one of our listeners (spec §9.2, server table).
+    fn on_handshake(
+        &mut self,
+        now: Timestamp,
+        req: &IncomingRequest<'_>,
+        out: &mut Responder<'_>,
+        target: &NodeId,
+        hs: &Handshake<'_>,
+        net: NetView,
+    ) {
+        // Where the client is, and where the answer goes.
+        let (client, direct) = match hs.mode {
+            Mode::FromClient => (req.from, true),
+            Mode::FromRelay | Mode::FromSecondRelay => match hs.peer_address {
+                Some(addr) => (addr, false),
+                None => return,
+            },
+            Mode::FromServer | Mode::Reply => return,
+        };
+        if hs.noise.is_empty() {
+            return;
+        }
+        let key = tern_crypto::hash32(hs.noise);
+        let reply = match self.answered.get(&key) {
+            Some(a) if a.expires > now => a.reply.clone(),
+            _ => match self.answer(now, target, hs.noise, client, direct, req.socket, net) {
+                Some(reply) => {
+                    self.remember(key, reply.clone(), now);
+                    reply
+                }
+                None => return,
+            },
+        };
+        let mut buf = vec![0u8; reply.len() + 64];
+        let fields = |mode, peer_address| Handshake {
+            mode,
+            noise: &reply,
+            peer_address,
+            relay_address: None,
+        };
+        match hs.mode {
+            Mode::FromClient => {
+                if let Ok(n) = fields(Mode::Reply, None).encode(&mut buf) {
+                    out.reply_with(Some(&buf[..n]), error_code::OK, ReplyFields::BARE);
+                }
+            }
+            Mode::FromRelay => {
+                if let Ok(n) = fields(Mode::FromServer, hs.peer_address).encode(&mut buf) {
+                    out.relay(req.from, &req.request, &buf[..n]);
+                }
+            }
+            Mode::FromSecondRelay => {
+                let Some(first_relay) = hs.relay_address else { return };
+                if let Ok(n) = fields(Mode::FromServer, hs.peer_address).encode(&mut buf) {
+                    out.relay(first_relay, &req.request, &buf[..n]);
+                }
+            }
+            Mode::FromServer | Mode::Reply => {}
+        }
+    }
+
+    fn remember(&mut self, key: [u8; 32], reply: Vec<u8>, now: Timestamp) {
+        if self.answered.len() >= self.config.max_answered {
+            // Full: forget the oldest answer early (its client has usually moved on).
+            while let Some((old, _)) = self.answered_order.pop_front() {
+                if self.answered.remove(&old).is_some() {
+                    break;
+                }
+            }
+        }
+        let expires = now + ANSWER_TTL;
+        self.answered.insert(key, Answered { reply, expires });
+        self.answered_order.push_back((key, expires));
+    }
+
+    /// Runs the responder side of Noise IK and decides the path; `None` = stay silent
+    /// (undecryptable, rejected by the firewall, or out of room).
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        _now: Timestamp,
+        target: &NodeId,
+        noise: &[u8],
+        client: SocketAddrV4,
+        direct: bool,
+        socket: SocketId,
+        net: NetView,
+    ) -> Option<Vec<u8>> {
+        if self.accepted.len() + self.awaiting.len() >= self.config.max_awaiting {
+            return None;
+        }
+        let ephemeral = self.ephemerals.next();
+        let stream = self.alloc_stream_id();
+        self.next_slot += 1;
+        let slot = self.next_slot;
+        let listener = self.listeners.get_mut(target)?;
+        let mut responder = IkResponder::new(listener.key_pair.seed(), &ephemeral).ok()?;
+        let (remote_key, remote_payload) = responder.read_message_1(noise).ok()?;
+        let remote = payload::decode(&remote_payload)?;
+        if let Some(firewall) = listener.firewall.as_mut()
+            && firewall(&remote_key, &remote, client)
+        {
+            return None;
+        }
+        let error = match (remote.version, remote.udx_id) {
+            (1, Some(_)) => PayloadError::None,
+            (1, None) => PayloadError::Aborted,
+            _ => PayloadError::VersionMismatch,
+        };
+        let ok = error == PayloadError::None;
+        let view = LocalView {
+            open_address: net.open_address,
+            udx_id: if ok { stream } else { 0 },
+            holepunch_id: Some(slot),
+            error,
+            relay_addresses: &[],
+        };
+        let (reply, handshake) = responder.write_message_2(&payload::encode(&view)).ok()?;
+        if let (true, Some(remote_stream)) = (ok, remote.udx_id) {
+            // Connect at once when the client is reachable or came straight to us
+            // (from the socket it reached); otherwise its first packet shows the path.
+            let connect_to = if direct {
+                Some((socket, client))
+            } else if remote.firewall == Firewall::Open {
+                Some((net.socket, client))
+            } else {
+                None
+            };
+            let listener = listener.id;
+            self.accepted.push(Accepted { listener, stream, remote_stream, handshake, connect_to });
+        }
+        Some(reply)
+    }
+
+    /// Creates the UDX stream of an accepted handshake.
+    pub(super) fn setup_accepted(&mut self, now: Timestamp, a: Accepted, tx: &mut TxQueue) {
+        if self.udx.create_stream(now, a.stream).is_err() {
+            return;
+        }
+        let origin = Origin::Server(a.listener);
+        match a.connect_to {
+            Some((socket, addr)) => {
+                if self.udx.connect(now, a.stream, socket, a.remote_stream, addr, tx).is_ok() {
+                    self.established(origin, a.stream, addr, a.handshake);
+                } else {
+                    self.udx.destroy(now, a.stream, tx);
+                }
+            }
+            None => {
+                let bound = self.udx.connect_on_first_packet(a.stream, a.remote_stream).is_ok()
+                    && self.await_first_packet(now, a.stream, origin, a.handshake);
+                if !bound {
+                    self.udx.destroy(now, a.stream, tx);
+                }
+            }
+        }
+    }
+}

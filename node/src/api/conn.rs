@@ -1,0 +1,251 @@
+//! The node-thread side of connections: turning established connections into
+//! [`SecureStream`] handles and moving bytes between each stream's [`Pipe`] and UDX.
+//! Also the [`Server`] handle returned by [`crate::Dht::listen`].
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use futures_channel::mpsc;
+use futures_core::Stream;
+use tern_base::{Timestamp, TxQueue};
+use tern_core::udx::{CloseReason, UdxEvent};
+use tern_core::{Connection, ListenerId, Node, NodeCommand, Origin};
+use tern_driver::EndpointHandle;
+
+use crate::api::endpoint::{ApiCommand, ApiNode, Route};
+use crate::api::error::DhtError;
+use crate::api::stream::{Closed, PIPE_CAPACITY, Pipe, SecureStream};
+
+/// Connections a listener buffers before the application accepts them; more are reset.
+const ACCEPT_BACKLOG: usize = 256;
+/// Bytes moved from UDX into a pipe per read call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The node's own handle, set once it is spawned (streams use it to nudge the node).
+pub(crate) type SelfHandle = Arc<OnceLock<EndpointHandle<ApiNode>>>;
+
+/// Streams and listeners of one node, on its thread.
+#[derive(Default)]
+pub(crate) struct Streams {
+    pipes: HashMap<u32, Arc<Pipe>>,
+    accept: HashMap<ListenerId, mpsc::Sender<SecureStream>>,
+}
+
+impl Streams {
+    /// Registers a listener's accept queue and returns the application's handle.
+    pub(crate) fn listener(
+        &mut self,
+        id: ListenerId,
+        public_key: [u8; 32],
+        node: EndpointHandle<ApiNode>,
+    ) -> Server {
+        let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+        self.accept.insert(id, tx);
+        Server { id, public_key, rx, node: Some(node) }
+    }
+
+    /// Forgets a listener (its handle's accept stream ends).
+    pub(crate) fn remove_listener(&mut self, id: ListenerId) {
+        self.accept.remove(&id);
+    }
+
+    /// A connection is up: make its pipe and handle, and hand it to whoever waits.
+    pub(crate) fn on_connection(
+        &mut self,
+        node: &mut Node,
+        now: Timestamp,
+        conn: Connection,
+        me: Option<&EndpointHandle<ApiNode>>,
+        routes: &mut HashMap<tern_dht::OpId, Route>,
+        tx: &mut TxQueue,
+    ) {
+        let mut header = [0u8; 24];
+        let Some(me) = me.filter(|_| getrandom::fill(&mut header).is_ok()) else {
+            node.connections().udx().destroy(now, conn.stream, tx);
+            return;
+        };
+        let pipe = Arc::new(Pipe::default());
+        let stream =
+            SecureStream::new(pipe.clone(), me.clone(), conn.stream, conn.handshake, header);
+        self.pipes.insert(conn.stream, pipe);
+        let delivered = match conn.origin {
+            Origin::Client(op) => match routes.remove(&op) {
+                Some(Route::Connect(waiter)) => waiter.send(Ok(stream)).is_ok(),
+                _ => false,
+            },
+            Origin::Server(listener) => {
+                self.accept.get_mut(&listener).is_some_and(|q| q.try_send(stream).is_ok())
+            }
+        };
+        // The header frame is queued; send it now so the peer can start decrypting.
+        self.pump(node, now, conn.stream, tx);
+        if !delivered {
+            // Nobody wants it (cancelled connect, closed listener, full backlog): the
+            // dropped handle already asked for an END; reset instead.
+            self.reset(node, now, conn.stream, tx);
+        }
+    }
+
+    fn reset(&mut self, node: &mut Node, now: Timestamp, id: u32, tx: &mut TxQueue) {
+        node.connections().udx().destroy(now, id, tx);
+        if let Some(pipe) = self.pipes.remove(&id) {
+            close_pipe(&pipe, Closed::Error(io::ErrorKind::ConnectionReset));
+        }
+    }
+
+    /// UDX progress on one of our streams.
+    pub(crate) fn on_stream_event(
+        &mut self,
+        node: &mut Node,
+        now: Timestamp,
+        event: UdxEvent,
+        tx: &mut TxQueue,
+    ) {
+        match event {
+            UdxEvent::Readable { id }
+            | UdxEvent::Writable { id }
+            | UdxEvent::ReadEnded { id }
+            | UdxEvent::Connected { id, .. } => self.pump(node, now, id, tx),
+            UdxEvent::Closed { id, reason } => {
+                self.pump(node, now, id, tx);
+                if let Some(pipe) = self.pipes.remove(&id) {
+                    let closed = match reason {
+                        CloseReason::Clean => Closed::Clean,
+                        CloseReason::Reset => Closed::Error(io::ErrorKind::ConnectionReset),
+                        CloseReason::TimedOut => Closed::Error(io::ErrorKind::TimedOut),
+                        CloseReason::Destroyed => Closed::Error(io::ErrorKind::ConnectionAborted),
+                    };
+                    close_pipe(&pipe, closed);
+                }
+            }
+            // Unordered messages are not exposed yet.
+            UdxEvent::Message { .. } => {}
+        }
+    }
+
+    /// Moves bytes between a stream's pipe and UDX in both directions.
+    pub(crate) fn pump(&mut self, node: &mut Node, now: Timestamp, id: u32, tx: &mut TxQueue) {
+        let Some(pipe) = self.pipes.get(&id).cloned() else { return };
+        let udx = node.connections().udx();
+        let mut s = pipe.lock();
+        s.pump_queued = false;
+        if s.destroy_requested {
+            drop(s);
+            udx.destroy(now, id, tx);
+            self.pipes.remove(&id);
+            close_pipe(&pipe, Closed::Error(io::ErrorKind::ConnectionAborted));
+            return;
+        }
+        // Outbound: as much as UDX's send buffer takes.
+        let mut written = 0;
+        while written < s.outbound.len() {
+            match udx.write(now, id, &s.outbound[written..], tx) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => written += n,
+            }
+        }
+        if written > 0 {
+            s.outbound.drain(..written);
+            if let Some(w) = s.write_waker.take() {
+                w.wake();
+            }
+        }
+        if s.end_requested && s.outbound.is_empty() && !s.end_sent {
+            s.end_sent = true;
+            let _ = udx.end(now, id, tx);
+        }
+        // Inbound: as much as the pipe has room for (the rest waits in UDX, whose
+        // window then closes on the sender).
+        let mut got = false;
+        loop {
+            let room = PIPE_CAPACITY.saturating_sub(s.inbound.len()).min(READ_CHUNK);
+            if room == 0 && !s.dropped {
+                break;
+            }
+            let start = s.inbound.len();
+            let want = room.max(if s.dropped { READ_CHUNK } else { 0 });
+            s.inbound.resize(start + want, 0);
+            let n = udx.read(id, &mut s.inbound[start..]).unwrap_or(0);
+            s.inbound.truncate(start + n);
+            if s.dropped {
+                s.inbound.clear();
+            }
+            if n == 0 {
+                break;
+            }
+            got = true;
+        }
+        if !s.read_ended && udx.is_read_ended(id) {
+            s.read_ended = true;
+            got = true;
+        }
+        if got && let Some(w) = s.read_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+fn close_pipe(pipe: &Pipe, closed: Closed) {
+    let mut s = pipe.lock();
+    s.closed.get_or_insert(closed);
+    for w in [s.read_waker.take(), s.write_waker.take()].into_iter().flatten() {
+        w.wake();
+    }
+}
+
+/// A listening server: the key pair it answers for and the connections it accepts.
+///
+/// Also a [`futures_core::Stream`] of connections. Dropping it keeps the node
+/// listening; call [`Server::close`] to stop (unannounce) it.
+pub struct Server {
+    id: ListenerId,
+    public_key: [u8; 32],
+    rx: mpsc::Receiver<SecureStream>,
+    node: Option<EndpointHandle<ApiNode>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("public_key", &hex(&self.public_key)).finish_non_exhaustive()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Server {
+    /// The public key clients connect to.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// The next accepted connection; `None` once the server or node is closed.
+    pub async fn accept(&mut self) -> Option<SecureStream> {
+        std::future::poll_fn(|cx| Pin::new(&mut self.rx).poll_next(cx)).await
+    }
+
+    /// [`Server::accept`], blocking the calling thread.
+    pub fn accept_blocking(&mut self) -> Option<SecureStream> {
+        futures_executor::block_on(self.accept())
+    }
+
+    /// Stops answering handshakes and unannounces the key; established connections
+    /// stay up.
+    pub fn close(mut self) -> Result<(), DhtError> {
+        let Some(node) = self.node.take() else { return Ok(()) };
+        let cmd = ApiCommand::Op(Box::new(NodeCommand::Unlisten(self.id)), Route::Ignore);
+        node.send(cmd).map_err(|_| DhtError::Closed)
+    }
+}
+
+impl Stream for Server {
+    type Item = SecureStream;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SecureStream>> {
+        Pin::new(&mut self.rx).poll_next(cx)
+    }
+}

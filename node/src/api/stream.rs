@@ -1,0 +1,448 @@
+//! [`SecureStream`]: an encrypted connection to a peer, for applications.
+//!
+//! The node's thread owns the UDX stream; this handle owns the secret-stream state. Bytes
+//! cross between them through a [`Pipe`], one bounded buffer per direction, so that
+//! encryption and decryption run on the application's thread (in parallel with the
+//! network thread) and a slow reader or writer pushes back through the pipe into UDX
+//! flow control instead of growing memory. The node is nudged with a `Pump` command only
+//! when a buffer changes from a state it could be waiting on (empty outbound, full
+//! inbound), so a busy stream costs one mailbox message per batch, not per write.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures_io::{AsyncRead, AsyncWrite};
+use tern_crypto::noise::HandshakeResult;
+use tern_crypto::secretstream::SecretStream;
+use tern_driver::{EndpointHandle, SendError};
+
+use crate::api::endpoint::{ApiCommand, ApiNode};
+
+/// Encrypted bytes buffered per direction between the node thread and the handle.
+pub(crate) const PIPE_CAPACITY: usize = 1 << 20;
+/// Largest plaintext put in one frame by `write` (bigger writes are split).
+const MAX_FRAME_PLAINTEXT: usize = 64 * 1024;
+
+/// How a stream ended, as the handle sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// Both directions finished cleanly.
+    Clean,
+    /// The peer reset it, it timed out, or the node is gone.
+    Error(io::ErrorKind),
+}
+
+/// The state shared by a stream's handle and the node thread.
+#[derive(Debug, Default)]
+pub(crate) struct PipeState {
+    /// Ciphertext received, not yet taken by the handle.
+    pub inbound: Vec<u8>,
+    /// The peer ended its side and everything before the END is in `inbound`.
+    pub read_ended: bool,
+    /// Ciphertext written by the handle, not yet accepted by UDX.
+    pub outbound: Vec<u8>,
+    /// The handle asked to end its side once `outbound` is flushed.
+    pub end_requested: bool,
+    /// The handle asked to reset the stream.
+    pub destroy_requested: bool,
+    /// The stream is gone.
+    pub closed: Option<Closed>,
+    /// A `Pump` command is in the node's mailbox.
+    pub pump_queued: bool,
+    /// The handle is gone: the node discards what still arrives.
+    pub dropped: bool,
+    /// Node side: our END went to UDX.
+    pub end_sent: bool,
+    pub read_waker: Option<Waker>,
+    pub write_waker: Option<Waker>,
+}
+
+/// The shared state of one stream.
+#[derive(Debug, Default)]
+pub(crate) struct Pipe {
+    state: Mutex<PipeState>,
+}
+
+impl Pipe {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PipeState> {
+        // Plain data: a panic elsewhere cannot leave it inconsistent in a harmful way.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An end-to-end encrypted, reliable byte stream to a peer (hyperdht connection:
+/// Noise IK handshake, UDX stream, secret-stream framing).
+///
+/// Read and write it through [`futures_io::AsyncRead`] / [`futures_io::AsyncWrite`]
+/// (any executor; tokio users wrap it with `tokio_util::compat`) or through the blocking
+/// [`std::io::Read`] / [`std::io::Write`] implementations. Each write becomes one
+/// secret-stream message (split at 64 KiB). `close` ends our direction (UDX END, the
+/// peer reads EOF); [`SecureStream::destroy`] resets both.
+pub struct SecureStream {
+    pipe: Arc<Pipe>,
+    node: EndpointHandle<ApiNode>,
+    stream: u32,
+    secret: SecretStream,
+    handshake: HandshakeResult,
+    /// Plaintext decrypted but not yet read.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Ciphertext taken from the pipe, not yet decrypted.
+    scratch: Vec<u8>,
+    failed: Option<io::ErrorKind>,
+}
+
+impl std::fmt::Debug for SecureStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureStream")
+            .field("stream", &self.stream)
+            .field("remote_public_key", &self.handshake.remote_public_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecureStream {
+    /// A stream over the pipe of UDX stream `stream`; queues our header frame.
+    pub(crate) fn new(
+        pipe: Arc<Pipe>,
+        node: EndpointHandle<ApiNode>,
+        stream: u32,
+        handshake: HandshakeResult,
+        header: [u8; 24],
+    ) -> Self {
+        let secret = SecretStream::new(&handshake, &header);
+        pipe.lock().outbound.extend_from_slice(&secret.header_frame());
+        Self {
+            pipe,
+            node,
+            stream,
+            secret,
+            handshake,
+            plain: Vec::new(),
+            plain_pos: 0,
+            scratch: Vec::new(),
+            failed: None,
+        }
+    }
+
+    /// The peer's authenticated static public key.
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        *self.handshake.remote_public_key.as_bytes()
+    }
+
+    /// Our static public key on this connection.
+    pub fn public_key(&self) -> [u8; 32] {
+        *self.handshake.local_public_key.as_bytes()
+    }
+
+    /// The Noise handshake hash, identical on both ends (channel binding).
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.handshake.hash
+    }
+
+    /// Whether we opened the connection.
+    pub fn is_initiator(&self) -> bool {
+        self.handshake.is_initiator
+    }
+
+    /// Resets the connection at once (UDX DESTROY; the peer sees an error).
+    pub fn destroy(&mut self) {
+        let mut s = self.pipe.lock();
+        s.destroy_requested = true;
+        drop(s);
+        self.nudge();
+        self.failed = Some(io::ErrorKind::ConnectionAborted);
+    }
+
+    /// Asks the node thread to move this stream's bytes.
+    fn nudge(&self) {
+        let mut s = self.pipe.lock();
+        if s.pump_queued || s.closed.is_some() {
+            return;
+        }
+        s.pump_queued = true;
+        drop(s);
+        match self.node.send(ApiCommand::Pump(self.stream)) {
+            Ok(()) => {}
+            // A full mailbox drains within a loop turn; the caller retries via its waker.
+            Err(SendError::Full(_)) => self.pipe.lock().pump_queued = false,
+            Err(_) => self.pipe.lock().closed = Some(Closed::Error(io::ErrorKind::NotConnected)),
+        }
+    }
+
+    /// Decrypts what the pipe holds; returns whether plaintext is available, or the
+    /// state that ends reading.
+    fn fill_plain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.plain_pos < self.plain.len() {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(kind) = self.failed {
+                return Poll::Ready(Err(kind.into()));
+            }
+            self.plain.clear();
+            self.plain_pos = 0;
+            // Decrypt whatever is buffered in the frame decoder first.
+            loop {
+                match self.secret.poll_message() {
+                    Ok(Some(msg)) => self.plain.extend_from_slice(msg),
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.failed = Some(io::ErrorKind::InvalidData);
+                        self.destroy();
+                        return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
+                    }
+                }
+                if self.plain.len() >= MAX_FRAME_PLAINTEXT {
+                    break;
+                }
+            }
+            if !self.plain.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let (was_full, ended, closed) = {
+                let mut s = self.pipe.lock();
+                let was_full = s.inbound.len() >= PIPE_CAPACITY;
+                std::mem::swap(&mut self.scratch, &mut s.inbound);
+                let (ended, closed) = (s.read_ended, s.closed);
+                if self.scratch.is_empty() && !ended && closed.is_none() {
+                    s.read_waker = Some(cx.waker().clone());
+                }
+                (was_full, ended, closed)
+            };
+            if was_full {
+                self.nudge();
+            }
+            if self.scratch.is_empty() {
+                return match (ended, closed) {
+                    (true, _) | (_, Some(Closed::Clean)) => Poll::Ready(Ok(())),
+                    (_, Some(Closed::Error(kind))) => Poll::Ready(Err(kind.into())),
+                    _ => Poll::Pending,
+                };
+            }
+            let data = std::mem::take(&mut self.scratch);
+            if self.secret.handle_data(&data).is_err() {
+                self.failed = Some(io::ErrorKind::InvalidData);
+                self.destroy();
+                return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
+            }
+            self.scratch = data;
+            self.scratch.clear();
+        }
+    }
+}
+
+impl AsyncRead for SecureStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match this.fill_plain(cx) {
+            Poll::Ready(Ok(())) => {
+                let avail = &this.plain[this.plain_pos..];
+                let n = avail.len().min(buf.len());
+                buf[..n].copy_from_slice(&avail[..n]);
+                this.plain_pos += n;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for SecureStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(kind) = this.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        {
+            let mut s = this.pipe.lock();
+            if let Some(c) = s.closed {
+                let kind = match c {
+                    Closed::Clean => io::ErrorKind::BrokenPipe,
+                    Closed::Error(kind) => kind,
+                };
+                return Poll::Ready(Err(kind.into()));
+            }
+            if s.end_requested {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            if s.outbound.len() >= PIPE_CAPACITY {
+                s.write_waker = Some(cx.waker().clone());
+                drop(s);
+                // The node may have missed the nudge (full mailbox): ask again.
+                this.nudge();
+                return Poll::Pending;
+            }
+        }
+        let n = buf.len().min(MAX_FRAME_PLAINTEXT);
+        let mut frame = Vec::with_capacity(n + 20);
+        if this.secret.encrypt_frame(&buf[..n], &mut frame).is_err() {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        }
+        this.pipe.lock().outbound.extend_from_slice(&frame);
+        this.nudge();
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut s = this.pipe.lock();
+        if s.outbound.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(Closed::Error(kind)) = s.closed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        s.write_waker = Some(cx.waker().clone());
+        drop(s);
+        this.nudge();
+        Poll::Pending
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut s = this.pipe.lock();
+        if !s.end_requested {
+            s.end_requested = true;
+        }
+        if s.outbound.is_empty() || s.closed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        s.write_waker = Some(cx.waker().clone());
+        drop(s);
+        this.nudge();
+        Poll::Pending
+    }
+}
+
+impl io::Read for SecureStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        futures_executor::block_on(std::future::poll_fn(|cx| {
+            Pin::new(&mut *self).poll_read(cx, buf)
+        }))
+    }
+}
+
+impl io::Write for SecureStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        futures_executor::block_on(std::future::poll_fn(|cx| {
+            Pin::new(&mut *self).poll_write(cx, buf)
+        }))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        futures_executor::block_on(std::future::poll_fn(|cx| Pin::new(&mut *self).poll_flush(cx)))
+    }
+}
+
+impl SecureStream {
+    /// Ends our direction (UDX END after everything written), blocking until it is
+    /// handed to UDX. The peer reads EOF; we can keep reading.
+    pub fn close_blocking(&mut self) -> io::Result<()> {
+        futures_executor::block_on(std::future::poll_fn(|cx| Pin::new(&mut *self).poll_close(cx)))
+    }
+}
+
+impl Drop for SecureStream {
+    fn drop(&mut self) {
+        // Like dropping a TCP socket: what was written is still delivered, then our side
+        // ends; whatever the peer still sends is discarded by the node.
+        let mut s = self.pipe.lock();
+        s.dropped = true;
+        s.end_requested = true;
+        s.read_waker = None;
+        s.write_waker = None;
+        drop(s);
+        self.nudge();
+    }
+}
+
+/// The reading half of a [`SecureStream`] (see [`SecureStream::split`]).
+#[derive(Debug)]
+pub struct ReadHalf(Arc<Mutex<SecureStream>>);
+
+/// The writing half of a [`SecureStream`] (see [`SecureStream::split`]).
+#[derive(Debug)]
+pub struct WriteHalf(Arc<Mutex<SecureStream>>);
+
+impl SecureStream {
+    /// Splits the stream so that one thread or task reads while another writes. The
+    /// halves share the stream behind a lock held only for the duration of one poll.
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        let shared = Arc::new(Mutex::new(self));
+        (ReadHalf(shared.clone()), WriteHalf(shared))
+    }
+}
+
+fn lock_stream(s: &Mutex<SecureStream>) -> MutexGuard<'_, SecureStream> {
+    s.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *lock_stream(&self.0)).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *lock_stream(&self.0)).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *lock_stream(&self.0)).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *lock_stream(&self.0)).poll_close(cx)
+    }
+}
+
+impl io::Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        futures_executor::block_on(std::future::poll_fn(|cx| {
+            Pin::new(&mut *self).poll_read(cx, buf)
+        }))
+    }
+}
+
+impl io::Write for WriteHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        futures_executor::block_on(std::future::poll_fn(|cx| {
+            Pin::new(&mut *self).poll_write(cx, buf)
+        }))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        futures_executor::block_on(std::future::poll_fn(|cx| Pin::new(&mut *self).poll_flush(cx)))
+    }
+}
+
+impl WriteHalf {
+    /// Ends our direction, blocking until it is handed to UDX.
+    pub fn close_blocking(&mut self) -> io::Result<()> {
+        futures_executor::block_on(std::future::poll_fn(|cx| Pin::new(&mut *self).poll_close(cx)))
+    }
+}

@@ -1,0 +1,146 @@
+//! Encrypted connections between tern nodes on 127.0.0.1: listen, connect through the
+//! relays that hold the server's announcement, an echoed transfer checked end to end,
+//! half-close, and the server's firewall refusing a client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use support::{eventually, localhost, tern_bootstrapper, tern_node};
+use tern::{Dht, DhtError, KeyPair, NodeDriver, SecureStream};
+
+/// The byte pattern `interop/stream.js` uses: SHA-256 of the decimal counter, chained.
+pub fn pattern(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 32);
+    let mut i = 0u64;
+    while out.len() < n {
+        out.extend_from_slice(&Sha256::digest(i.to_string().as_bytes()));
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// Echoes every accepted stream until the peer ends it.
+fn echo(mut stream: SecureStream) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = stream.close_blocking();
+        // Keep the handle until the END is out.
+        std::thread::sleep(Duration::from_secs(2));
+    });
+}
+
+/// Sends `data` and reads the echo concurrently; returns what came back.
+fn round_trip(stream: SecureStream, data: &[u8]) -> Vec<u8> {
+    let (mut rd, mut wr) = stream.split();
+    let to_send = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        for chunk in to_send.chunks(48 * 1024) {
+            wr.write_all(chunk).unwrap();
+        }
+        wr.close_blocking().unwrap();
+        wr
+    });
+    let mut back = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let n = rd.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        back.extend_from_slice(&buf[..n]);
+    }
+    drop(writer.join().unwrap());
+    back
+}
+
+struct Net {
+    _driver: NodeDriver,
+    _nodes: Vec<Dht>,
+    server: Dht,
+    client: Dht,
+}
+
+fn network(port: u16) -> Net {
+    let driver = tern::node_driver(1, "connect-test").unwrap();
+    let boot = tern_bootstrapper(&driver, port);
+    let mut nodes: Vec<Dht> =
+        (1..=5).map(|i| tern_node(&driver, localhost(port), port + i)).collect();
+    assert!(eventually(Duration::from_secs(20), || nodes.iter().all(Dht::is_persistent)));
+    nodes.push(boot);
+    let server = tern_node(&driver, localhost(port), port + 6);
+    let client = tern_node(&driver, localhost(port), port + 7);
+    server.ready().wait().unwrap();
+    client.ready().wait().unwrap();
+    Net { _driver: driver, _nodes: nodes, server, client }
+}
+
+#[test]
+fn c1_tern_client_to_tern_server_echo_4_mib() {
+    let net = network(27_300);
+    let server_kp = KeyPair::from_seed(&[7; 32]);
+    let mut server = net.server.listen(&server_kp).wait().unwrap();
+    assert_eq!(server.public_key(), *server_kp.public_key().as_bytes());
+    let client_pk = *net.client.default_key_pair().public_key().as_bytes();
+    let accept = std::thread::spawn(move || {
+        let s = server.accept_blocking().expect("a connection");
+        assert_eq!(s.remote_public_key(), client_pk);
+        assert!(!s.is_initiator());
+        let hash = s.handshake_hash();
+        echo(s);
+        (server, hash)
+    });
+    let stream = net.client.connect(server_kp.public_key().as_bytes().to_owned()).wait().unwrap();
+    assert_eq!(stream.remote_public_key(), *server_kp.public_key().as_bytes());
+    assert!(stream.is_initiator());
+    let client_hash = stream.handshake_hash();
+    let data = pattern(4 << 20);
+    let back = round_trip(stream, &data);
+    assert_eq!(back.len(), data.len(), "every byte came back");
+    assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "intact and in order");
+    let (_server, server_hash) = accept.join().unwrap();
+    assert_eq!(client_hash, server_hash, "both ends agree on the handshake hash");
+}
+
+#[test]
+fn c2_firewall_refuses_a_client_and_unknown_keys_are_not_found() {
+    let net = network(27_320);
+    let server_kp = KeyPair::from_seed(&[8; 32]);
+    let refused = *net.client.default_key_pair().public_key().as_bytes();
+    let _server = net
+        .server
+        .listen_with_firewall(&server_kp, move |pk, payload, _addr| {
+            assert_eq!(payload.version, 1);
+            *pk.as_bytes() == refused
+        })
+        .wait()
+        .unwrap();
+    let started = Instant::now();
+    let err = net.client.connect(*server_kp.public_key().as_bytes()).wait().unwrap_err();
+    assert!(matches!(err, DhtError::Connect(_)), "refused: {err:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // Another identity on the same client node is let in.
+    let other = KeyPair::from_seed(&[9; 32]);
+    let ok = net.client.connect_as(*server_kp.public_key().as_bytes(), &other).wait();
+    assert!(ok.is_ok(), "a different key is accepted: {ok:?}");
+    // Nobody listens on this key.
+    let nobody = KeyPair::from_seed(&[10; 32]);
+    let err = net.client.connect(*nobody.public_key().as_bytes()).wait().unwrap_err();
+    assert!(matches!(err, DhtError::Connect(tern::ConnectError::PeerNotFound)), "{err:?}");
+}

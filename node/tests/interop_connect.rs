@@ -1,0 +1,226 @@
+//! Live interop of encrypted connections with the JS reference (hyperdht 6.34.0 from
+//! `interop/`, driven through `interop/stream.js`) on 127.0.0.1: a JS client through a
+//! tern server's echo and a tern client through a JS server's echo, 64 MiB each way and
+//! checksummed, and a JS server's firewall refusing a tern client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::{eventually, interop_dir, localhost, tern_bootstrapper, tern_node};
+use tern::{Dht, DhtError, KeyPair, SecureStream};
+
+const MIB64: usize = 64 << 20;
+
+/// `interop/stream.js` in one mode; its JSON lines arrive on a channel.
+struct JsStream {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl JsStream {
+    fn start(mode: &str, options: Value) -> JsStream {
+        let dir = interop_dir();
+        assert!(dir.join("node_modules/hyperdht").is_dir(), "run `npm ci` in interop/");
+        let mut child = Command::new("node")
+            .arg("stream.js")
+            .arg(mode)
+            .arg(options.to_string())
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (Node.js) must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        JsStream { child, lines }
+    }
+
+    /// The next line whose `event` is `event` (≤ `limit`).
+    fn expect(&self, event: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no {event} line"));
+            if v["event"] == event || v["event"] == "error" {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for JsStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 32);
+    let mut i = 0u64;
+    while out.len() < n {
+        out.extend_from_slice(&Sha256::digest(i.to_string().as_bytes()));
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Net {
+    _driver: tern::NodeDriver,
+    _nodes: Vec<Dht>,
+    peer: Dht,
+    port: u16,
+}
+
+/// A tern bootstrapper, 5 persistent tern relays, and one more tern node to use.
+fn network(port: u16) -> Net {
+    let driver = tern::node_driver(1, "interop-connect").unwrap();
+    let boot = tern_bootstrapper(&driver, port);
+    let mut nodes: Vec<Dht> =
+        (1..=5).map(|i| tern_node(&driver, localhost(port), port + i)).collect();
+    assert!(eventually(Duration::from_secs(20), || nodes.iter().all(Dht::is_persistent)));
+    nodes.push(boot);
+    let peer = tern_node(&driver, localhost(port), port + 6);
+    peer.ready().wait().unwrap();
+    Net { _driver: driver, _nodes: nodes, peer, port }
+}
+
+#[test]
+fn j1_js_client_through_tern_server_echo_64_mib() {
+    let net = network(26_600);
+    let kp = KeyPair::from_seed(&[0x31; 32]);
+    let mut server = net.peer.listen(&kp).wait().unwrap();
+    let accept = std::thread::spawn(move || {
+        let mut s = server.accept_blocking().expect("the JS client connects");
+        let remote = s.remote_public_key();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut echoed = 0usize;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    s.write_all(&buf[..n]).unwrap();
+                    echoed += n;
+                }
+            }
+        }
+        s.close_blocking().unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        (remote, echoed)
+    });
+    let js = JsStream::start(
+        "connect",
+        json!({ "bootstrap": [format!("127.0.0.1:{}", net.port)], "publicKey": hex(kp.public_key().as_bytes()), "bytes": MIB64 }),
+    );
+    let done = js.expect("done", Duration::from_secs(240));
+    assert_eq!(done["ok"], json!(true), "JS client got its 64 MiB back intact: {done}");
+    assert_eq!(done["remotePublicKey"], json!(hex(kp.public_key().as_bytes())));
+    let (remote, echoed) = accept.join().unwrap();
+    assert_eq!(echoed, MIB64);
+    assert_eq!(hex(&remote).len(), 64);
+    eprintln!(
+        "JS client -> tern server: open {} ms, 64 MiB echoed in {} ms",
+        done["openMs"], done["transferMs"]
+    );
+}
+
+/// Sends `data` and reads the echo concurrently.
+fn round_trip(stream: SecureStream, data: &[u8]) -> Vec<u8> {
+    let (mut rd, mut wr) = stream.split();
+    let to_send = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        for chunk in to_send.chunks(64 * 1024) {
+            wr.write_all(chunk).unwrap();
+        }
+        wr.close_blocking().unwrap();
+        wr
+    });
+    let mut back = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while Instant::now() < deadline {
+        match rd.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read failed after {} bytes: {e}", back.len()),
+        }
+    }
+    drop(writer.join().unwrap());
+    back
+}
+
+#[test]
+fn j2_tern_client_through_js_server_echo_64_mib() {
+    let net = network(26_620);
+    let seed = [0x32u8; 32];
+    let js = JsStream::start(
+        "listen",
+        json!({ "bootstrap": [format!("127.0.0.1:{}", net.port)], "seed": hex(&seed) }),
+    );
+    let listening = js.expect("listening", Duration::from_secs(60));
+    let pk = KeyPair::from_seed(&seed).public_key();
+    assert_eq!(listening["publicKey"], json!(hex(pk.as_bytes())));
+    let started = Instant::now();
+    let stream = net.peer.connect(*pk.as_bytes()).wait().unwrap();
+    let open = started.elapsed();
+    assert_eq!(stream.remote_public_key(), *pk.as_bytes());
+    let data = pattern(MIB64);
+    let t = Instant::now();
+    let back = round_trip(stream, &data);
+    let transfer = t.elapsed();
+    assert_eq!(back.len(), data.len(), "every byte came back");
+    assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "intact and in order");
+    let conn = js.expect("connection", Duration::from_secs(5));
+    assert_eq!(
+        conn["remotePublicKey"],
+        json!(hex(net.peer.default_key_pair().public_key().as_bytes()))
+    );
+    let closed = js.expect("closed", Duration::from_secs(30));
+    assert_eq!(closed["bytes"], json!(MIB64), "the JS server saw all 64 MiB: {closed}");
+    assert_eq!(closed["sha256"], json!(hex(&Sha256::digest(&data))));
+    eprintln!("tern client -> JS server: open {open:?}, 64 MiB echoed in {transfer:?}");
+}
+
+#[test]
+fn j3_js_server_firewall_refuses_a_tern_client() {
+    let net = network(26_640);
+    let seed = [0x33u8; 32];
+    let refused = KeyPair::from_seed(&[0x34; 32]);
+    let js = JsStream::start(
+        "listen",
+        json!({
+            "bootstrap": [format!("127.0.0.1:{}", net.port)],
+            "seed": hex(&seed),
+            "rejectKey": hex(refused.public_key().as_bytes()),
+        }),
+    );
+    js.expect("listening", Duration::from_secs(60));
+    let pk = *KeyPair::from_seed(&seed).public_key().as_bytes();
+    let err = net.peer.connect_as(pk, &refused).wait().unwrap_err();
+    assert!(matches!(err, DhtError::Connect(_)), "refused: {err:?}");
+    let ok = net.peer.connect(pk).wait();
+    assert!(ok.is_ok(), "the default identity is accepted: {ok:?}");
+}
