@@ -241,6 +241,17 @@ fn millis(d: Duration) -> u64 {
 /// Flags (or their `TERN_*` variables) given on the command line; `None`: not given.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct NodeFlags {
+    #[command(flatten)]
+    pub peer: PeerFlags,
+    /// How many nodes to run (consecutive ports when --port is set) [default: 1].
+    #[arg(long, env = "TERN_NODES")]
+    pub nodes: Option<u16>,
+}
+
+/// The node flags that also make sense for a single peer node (`tern listen`, `tern
+/// connect`): everything of [`NodeFlags`] but the node count.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PeerFlags {
     /// TOML configuration file (see `tern config print` for every key).
     #[arg(long, env = "TERN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -254,15 +265,18 @@ pub struct NodeFlags {
     /// First server port (0: hyperdht's default 49737–49741, then any) [default: 0].
     #[arg(long, env = "TERN_PORT")]
     pub port: Option<u16>,
-    /// How many nodes to run (consecutive ports when --port is set) [default: 1].
-    #[arg(long, env = "TERN_NODES")]
-    pub nodes: Option<u16>,
     /// Never become persistent (a pure client).
     #[arg(long, env = "TERN_EPHEMERAL", num_args = 0..=1, default_missing_value = "true")]
     pub ephemeral: Option<bool>,
     /// Assume a firewall: stay ephemeral until the adaptive firewall test passes.
     #[arg(long, env = "TERN_FIREWALLED", num_args = 0..=1, default_missing_value = "true")]
     pub firewalled: Option<bool>,
+}
+
+impl From<PeerFlags> for NodeFlags {
+    fn from(peer: PeerFlags) -> Self {
+        Self { peer, nodes: None }
+    }
 }
 
 /// The global flags that also live in the file.
@@ -300,17 +314,18 @@ impl Settings {
 
     /// Defaults < file < environment < flags.
     pub fn resolve(node: &NodeFlags, global: &GlobalFlags) -> anyhow::Result<Self> {
-        let mut s = match &node.config {
+        let mut s = match &node.peer.config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
         let n = &mut s.node;
-        set(&mut n.bootstrap, node.bootstrap.clone());
-        set(&mut n.host, node.host);
-        set(&mut n.port, node.port);
+        let peer = &node.peer;
+        set(&mut n.bootstrap, peer.bootstrap.clone());
+        set(&mut n.host, peer.host);
+        set(&mut n.port, peer.port);
         set(&mut n.nodes, node.nodes);
-        set(&mut n.ephemeral, node.ephemeral);
-        set(&mut n.firewalled, node.firewalled);
+        set(&mut n.ephemeral, peer.ephemeral);
+        set(&mut n.firewalled, peer.firewalled);
         set(&mut n.io, global.io.map(|m| m.to_string()));
         set(&mut n.cores, global.cores);
         if let Some(secs) = global.shutdown_timeout {

@@ -1,9 +1,11 @@
 //! Command-line interface (clap). `run` holds the long-running commands (bootstrap,
-//! node, testnet), `probe` the one-shot checks an operator runs by hand.
+//! node, testnet), `probe` the one-shot checks an operator runs by hand, `peer` the
+//! encrypted-connection commands (listen, connect).
 
 mod admin;
 mod config;
 mod lifecycle;
+mod peer;
 mod probe;
 mod run;
 
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tern::IoMode;
 
-use crate::cli::config::{GlobalFlags, NodeFlags, Settings};
+use crate::cli::config::{GlobalFlags, NodeFlags, PeerFlags, Settings};
 
 /// tern: a high-capacity HyperDHT node, wire-compatible with the JavaScript hyperdht.
 #[derive(Debug, Parser)]
@@ -105,6 +107,30 @@ enum Command {
         #[command(flatten)]
         flags: NodeFlags,
     },
+    /// Listen for encrypted connections: print the public key, then pipe one
+    /// connection to stdin/stdout (or, with --echo, echo every connection).
+    #[command(after_help = LISTEN_HELP)]
+    Listen {
+        /// 32-byte key-pair seed, hex (the same seed is the same public key); without
+        /// it a random seed is made and printed to stderr.
+        #[arg(long)]
+        seed: Option<String>,
+        /// Write every connection's bytes back to it, serving connections until
+        /// SIGTERM/SIGINT, instead of piping one connection to stdin/stdout.
+        #[arg(long)]
+        echo: bool,
+        #[command(flatten)]
+        flags: PeerFlags,
+    },
+    /// Connect to a listening public key: stdin is sent (our side ends at EOF) and
+    /// what arrives is written to stdout; exits once both directions have ended.
+    #[command(after_help = CONNECT_HELP)]
+    Connect {
+        /// The server's 32-byte public key, hex (the first line `tern listen` prints).
+        public_key: String,
+        #[command(flatten)]
+        flags: PeerFlags,
+    },
     /// Configuration of `tern node`.
     Config {
         #[command(subcommand)]
@@ -188,6 +214,29 @@ enum Command {
     },
 }
 
+const LISTEN_HELP: &str = "\
+The node takes the node flags of `tern node` (file, TERN_* variables, flags). It is
+reachable (--firewalled false) and persistent by default, which connections need
+until holepunching exists: one side of a connection must be reachable.
+
+The public key (hex) is the first line on stdout; logs go to stderr. Without --echo
+the command serves one connection and exits when both directions have ended.
+
+Examples:
+  tern testnet --port 49736 &
+  tern listen --echo --bootstrap 127.0.0.1:49736 \\
+      --seed 1111111111111111111111111111111111111111111111111111111111111111
+  echo hello | tern listen --bootstrap 127.0.0.1:49736 > received.txt";
+
+const CONNECT_HELP: &str = "\
+The node takes the node flags of `tern node` (file, TERN_* variables, flags), but is
+ephemeral unless --ephemeral false is given: a client need not join routing tables.
+Exits non-zero with the reason when the connection cannot be made (no server found,
+refused by its firewall, both sides firewalled).
+
+Example (against `tern listen` above):
+  echo hello | tern connect <PUBLIC_KEY_HEX> --bootstrap 127.0.0.1:49736";
+
 impl Command {
     /// The probe options of a probe command.
     fn probe_opts_mut(&mut self) -> Option<&mut ProbeOpts> {
@@ -195,6 +244,8 @@ impl Command {
             Self::Bootstrap { .. }
             | Self::Node { .. }
             | Self::Testnet { .. }
+            | Self::Listen { .. }
+            | Self::Connect { .. }
             | Self::Config { .. } => None,
             Self::Ping { opts, .. }
             | Self::Lookup { opts, .. }
@@ -225,6 +276,9 @@ fn run_command(command: Command, settings: &Settings) -> anyhow::Result<()> {
         Command::Bootstrap { host, port } => run::bootstrap(host, port, settings, &run),
         Command::Node { .. } => run::nodes(settings, &run),
         Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io, cores, &run),
+        Command::Listen { seed, .. } => {
+            peer::listen_echo(&peer::key_pair(seed.as_deref())?, settings, &run)
+        }
         _ => Ok(()),
     }
 }
@@ -240,11 +294,19 @@ pub fn main() -> ExitCode {
         shutdown_timeout: cli.shutdown_timeout,
         admin: cli.admin,
     };
-    // The file and the node flags belong to `tern node` (and `config print`); the
-    // other commands resolve the global flags over the defaults.
+    // The file and the node flags belong to `tern node` (and `config print`) and the
+    // single nodes of `listen` / `connect`; the other commands resolve the global flags
+    // over the defaults.
     let node_flags = match &cli.command {
         Command::Node { flags } | Command::Config { action: ConfigAction::Print { flags } } => {
             flags.clone()
+        }
+        Command::Listen { flags, .. } => flags.clone().into(),
+        Command::Connect { flags, .. } => {
+            let mut flags = flags.clone();
+            // A client stays out of routing tables unless asked otherwise.
+            flags.ephemeral.get_or_insert(true);
+            flags.into()
         }
         _ => NodeFlags::default(),
     };
@@ -269,9 +331,13 @@ pub fn main() -> ExitCode {
         opts.io = io;
     }
     let result = match command {
-        Command::Bootstrap { .. } | Command::Node { .. } | Command::Testnet { .. } => {
-            run_command(command, &settings)
-        }
+        Command::Bootstrap { .. }
+        | Command::Node { .. }
+        | Command::Testnet { .. }
+        | Command::Listen { echo: true, .. } => run_command(command, &settings),
+        Command::Listen { seed, .. } => peer::key_pair(seed.as_deref())
+            .and_then(|key_pair| peer::listen_pipe(&key_pair, &settings)),
+        Command::Connect { public_key, .. } => peer::connect(&public_key, &settings),
         Command::Config { action: ConfigAction::Print { .. } } => print_config(&settings),
         Command::Ping { addr, opts } => probe::ping(addr, &opts),
         Command::Lookup { topic, opts } => probe::lookup(&topic, &opts),

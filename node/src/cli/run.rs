@@ -27,7 +27,7 @@ pub struct Run {
 
 impl Run {
     /// Logs status until a stop signal, then stops `dhts` and `driver` cleanly.
-    fn serve(&self, dhts: Vec<Dht>, driver: Option<NodeDriver>) -> anyhow::Result<()> {
+    pub fn serve(&self, dhts: Vec<Dht>, driver: Option<NodeDriver>) -> anyhow::Result<()> {
         let admin = match self.admin {
             Some(addr) => {
                 let nodes: Vec<_> = dhts.iter().map(Dht::monitor).collect();
