@@ -28,10 +28,20 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) type SelfHandle = Arc<OnceLock<EndpointHandle<ApiNode>>>;
 
 /// Streams and listeners of one node, on its thread.
-#[derive(Default)]
 pub(crate) struct Streams {
     pipes: HashMap<u32, Arc<Pipe>>,
     accept: HashMap<ListenerId, mpsc::Sender<SecureStream>>,
+    scratch: Box<[u8]>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self {
+            pipes: HashMap::new(),
+            accept: HashMap::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+        }
+    }
 }
 
 impl Streams {
@@ -158,23 +168,24 @@ impl Streams {
             let _ = udx.end(now, id, tx);
         }
         // Inbound: as much as the pipe has room for (the rest waits in UDX, whose
-        // window then closes on the sender).
+        // window then closes on the sender). Read through a reused scratch buffer: growing
+        // the pipe first would zero-fill 64 KiB per call.
         let mut got = false;
         loop {
-            let room = PIPE_CAPACITY.saturating_sub(s.inbound.len()).min(READ_CHUNK);
-            if room == 0 && !s.dropped {
+            let room = if s.dropped {
+                READ_CHUNK
+            } else {
+                PIPE_CAPACITY.saturating_sub(s.inbound.len()).min(READ_CHUNK)
+            };
+            if room == 0 {
                 break;
             }
-            let start = s.inbound.len();
-            let want = room.max(if s.dropped { READ_CHUNK } else { 0 });
-            s.inbound.resize(start + want, 0);
-            let n = udx.read(id, &mut s.inbound[start..]).unwrap_or(0);
-            s.inbound.truncate(start + n);
-            if s.dropped {
-                s.inbound.clear();
-            }
+            let n = udx.read(id, &mut self.scratch[..room]).unwrap_or(0);
             if n == 0 {
                 break;
+            }
+            if !s.dropped {
+                s.inbound.extend_from_slice(&self.scratch[..n]);
             }
             got = true;
         }

@@ -24,6 +24,15 @@ pub(crate) const INITIAL_CWND: u32 = 10;
 /// Full-bandwidth detection: growth below 25 % for 3 rounds.
 const FULL_BW_THRESH: f64 = 1.25;
 const FULL_BW_ROUNDS: u32 = 3;
+/// ACK-aggregation estimate: windowed max over this many rounds (Linux: 5).
+const EXTRA_ACKED_WIN_ROUNDS: u32 = 5;
+/// ACK-aggregation allowance is capped at this much time at the estimated bandwidth.
+const EXTRA_ACKED_MAX: u64 = 100 * MS;
+/// An aggregation epoch that has counted this many packets starts over (Linux: 2^20).
+const ACK_EPOCH_RESET: u64 = 1 << 20;
+/// Linux's quantization budget for one-segment sends: three packets on top of the
+/// target, so a stream is never starved by a target that rounds to a few packets.
+const QUANTIZATION_BUDGET: u32 = 3;
 /// Hard ceiling on cwnd so a bad sample can never size a window beyond memory limits.
 const MAX_CWND: u32 = 1 << 20;
 
@@ -74,6 +83,13 @@ pub(crate) struct Bbr {
     prior_cwnd: u32,
     conservation: bool,
     conservation_round_end: u64,
+    /// ACK aggregation (Linux `bbr_update_ack_aggregation`): the most packets acked
+    /// beyond what the bandwidth estimate predicts, in two alternating windows.
+    extra_acked: [u32; 2],
+    extra_acked_idx: usize,
+    extra_acked_rounds: u32,
+    ack_epoch_at: u64,
+    ack_epoch_acked: u64,
     /// Congestion window in packets.
     pub cwnd: u32,
     /// Pacing rate in bytes per ns.
@@ -102,6 +118,11 @@ impl Bbr {
             prior_cwnd: 0,
             conservation: false,
             conservation_round_end: 0,
+            extra_acked: [0; 2],
+            extra_acked_idx: 0,
+            extra_acked_rounds: 0,
+            ack_epoch_at: 0,
+            ack_epoch_acked: 0,
             cwnd: INITIAL_CWND,
             pacing_rate: 0.0,
         };
@@ -220,8 +241,49 @@ impl Bbr {
                 }
             }
         }
+        self.update_ack_aggregation(now, rs);
         self.set_pacing(mss);
         self.set_cwnd(rs, delivered, inflight);
+    }
+
+    /// Estimates how many packets arrive in bursts beyond the delivery rate (receivers
+    /// and schedulers batch ACKs; on a busy host or loopback the bursts dwarf the
+    /// tiny BDP) so that cwnd leaves room for them (spec §1.12, Linux BBR).
+    fn update_ack_aggregation(&mut self, now: u64, rs: &RateSample) {
+        if rs.acked == 0 {
+            return;
+        }
+        if self.round_start {
+            self.extra_acked_rounds = (self.extra_acked_rounds + 1).min(31);
+            if self.extra_acked_rounds >= EXTRA_ACKED_WIN_ROUNDS {
+                self.extra_acked_rounds = 0;
+                self.extra_acked_idx ^= 1;
+                self.extra_acked[self.extra_acked_idx] = 0;
+            }
+        }
+        let epoch = now.saturating_sub(self.ack_epoch_at) as f64;
+        let mut expected = (self.max_bw() * epoch) as u64;
+        if self.ack_epoch_acked <= expected
+            || self.ack_epoch_acked + u64::from(rs.acked) >= ACK_EPOCH_RESET
+        {
+            self.ack_epoch_acked = 0;
+            self.ack_epoch_at = now;
+            expected = 0;
+        }
+        self.ack_epoch_acked = (self.ack_epoch_acked + u64::from(rs.acked)).min(0xF_FFFF);
+        let extra = self.ack_epoch_acked.saturating_sub(expected).min(u64::from(self.cwnd)) as u32;
+        let slot = &mut self.extra_acked[self.extra_acked_idx];
+        *slot = (*slot).max(extra);
+    }
+
+    /// The ACK-aggregation allowance, once the bandwidth estimate is settled.
+    fn aggregation_cwnd(&self) -> u32 {
+        if !self.full_bw_reached {
+            return 0;
+        }
+        let cap = (self.max_bw() * EXTRA_ACKED_MAX as f64) as u64;
+        let extra = u64::from(self.extra_acked[0].max(self.extra_acked[1]));
+        extra.min(cap).min(u64::from(MAX_CWND)) as u32
     }
 
     fn enter_probe_bw(&mut self, now: u64) {
@@ -268,7 +330,11 @@ impl Bbr {
                 return;
             }
         }
-        let target = self.bdp(self.cwnd_gain).max(MIN_CWND);
+        let mut target = self.bdp(self.cwnd_gain).saturating_add(self.aggregation_cwnd());
+        target = (target + QUANTIZATION_BUDGET).max(MIN_CWND);
+        if self.mode == Mode::ProbeBw && self.cycle_idx == 0 {
+            target += 2;
+        }
         if self.full_bw_reached {
             self.cwnd = (self.cwnd + rs.acked).min(target);
         } else if self.cwnd < target || delivered < u64::from(INITIAL_CWND) {

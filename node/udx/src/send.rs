@@ -23,6 +23,11 @@ use crate::rtt::{MS, Rtt};
 pub(crate) const NEVER: u64 = u64::MAX;
 /// RTO marks after which a packet closes the stream (the 7th timeout).
 const MAX_RTO_MARKS: u8 = 7;
+/// How much sending time the pacing bucket may bank. libudx refills to 1 ms; a driver
+/// that wakes late (a busy core, timer slack) then loses the rest of the gap for good,
+/// which on loopback capped a stream at about half its rate. A few ms of credit keeps
+/// bursts small next to any real queue while absorbing wake-up jitter.
+const PACING_BURST_MS: u64 = 4;
 /// Initial pacing bucket (libudx: 25000 bytes).
 const INITIAL_TOKENS: f64 = 25_000.0;
 
@@ -534,7 +539,7 @@ impl Send {
 
     fn pace(&mut self, now: u64, bytes: usize) -> bool {
         let rate = self.bbr.pacing_rate.max(1e-6);
-        let burst = (rate * MS as f64).max(INITIAL_TOKENS);
+        let burst = (rate * (PACING_BURST_MS * MS) as f64).max(INITIAL_TOKENS);
         let elapsed = now.saturating_sub(self.refill_at) as f64;
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.refill_at = now;
