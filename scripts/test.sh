@@ -32,6 +32,8 @@ cargo test --workspace
 step "interop on each driver backend explicitly (TERN_IO; the run above used auto)"
 TERN_IO=epoll cargo test -p tern --test interop
 TERN_IO=uring cargo test -p tern --test interop
+# Encrypted connections (UDX streams) on the epoll backend too (the main run used auto).
+TERN_IO=epoll cargo test -p tern --test connect
 
 step "tern-sim swarm runs: fixed seeds plus two fresh ones (a failing seed prints its reproduction line)"
 cargo build -p tern-sim
