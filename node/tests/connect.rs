@@ -6,24 +6,14 @@
 
 mod support;
 
+use support::stream::{pattern, round_trip};
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use support::{eventually, localhost, tern_bootstrapper, tern_node};
 use tern::{Dht, DhtError, KeyPair, NodeDriver, SecureStream};
-
-/// The byte pattern `interop/stream.js` uses: SHA-256 of the decimal counter, chained.
-pub fn pattern(n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 32);
-    let mut i = 0u64;
-    while out.len() < n {
-        out.extend_from_slice(&Sha256::digest(i.to_string().as_bytes()));
-        i += 1;
-    }
-    out.truncate(n);
-    out
-}
 
 /// Echoes every accepted stream until the peer ends it.
 fn echo(mut stream: SecureStream) {
@@ -43,31 +33,6 @@ fn echo(mut stream: SecureStream) {
         // Keep the handle until the END is out.
         std::thread::sleep(Duration::from_secs(2));
     });
-}
-
-/// Sends `data` and reads the echo concurrently; returns what came back.
-fn round_trip(stream: SecureStream, data: &[u8]) -> Vec<u8> {
-    let (mut rd, mut wr) = stream.split();
-    let to_send = data.to_vec();
-    let writer = std::thread::spawn(move || {
-        for chunk in to_send.chunks(48 * 1024) {
-            wr.write_all(chunk).unwrap();
-        }
-        wr.close_blocking().unwrap();
-        wr
-    });
-    let mut back = Vec::with_capacity(data.len());
-    let mut buf = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        let n = rd.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        back.extend_from_slice(&buf[..n]);
-    }
-    drop(writer.join().unwrap());
-    back
 }
 
 struct Net {

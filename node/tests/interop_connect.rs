@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::stream::{pattern, round_trip};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::{eventually, interop_dir, localhost, tern_bootstrapper, tern_node};
-use tern::{Dht, DhtError, KeyPair, SecureStream};
+use tern::{Dht, DhtError, KeyPair};
 
 const MIB64: usize = 64 << 20;
 
@@ -71,17 +73,6 @@ impl Drop for JsStream {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 32);
-    let mut i = 0u64;
-    while out.len() < n {
-        out.extend_from_slice(&Sha256::digest(i.to_string().as_bytes()));
-        i += 1;
-    }
-    out.truncate(n);
-    out
 }
 
 fn hex(b: &[u8]) -> String {
@@ -145,31 +136,6 @@ fn j1_js_client_through_tern_server_echo_64_mib() {
         "JS client -> tern server: open {} ms, 64 MiB echoed in {} ms",
         done["openMs"], done["transferMs"]
     );
-}
-
-/// Sends `data` and reads the echo concurrently.
-fn round_trip(stream: SecureStream, data: &[u8]) -> Vec<u8> {
-    let (mut rd, mut wr) = stream.split();
-    let to_send = data.to_vec();
-    let writer = std::thread::spawn(move || {
-        for chunk in to_send.chunks(64 * 1024) {
-            wr.write_all(chunk).unwrap();
-        }
-        wr.close_blocking().unwrap();
-        wr
-    });
-    let mut back = Vec::with_capacity(data.len());
-    let mut buf = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while Instant::now() < deadline {
-        match rd.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => back.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read failed after {} bytes: {e}", back.len()),
-        }
-    }
-    drop(writer.join().unwrap());
-    back
 }
 
 #[test]

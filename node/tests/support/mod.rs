@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tern::{Dht, NodeConfig, NodeDriver, RpcConfig};
 
 pub mod bin;
+pub mod stream;
 
 /// The interop folder; its `node_modules` is installed by `scripts/test.sh` (`npm ci`).
 pub fn interop_dir() -> PathBuf {
