@@ -21,6 +21,15 @@ use tern_wire::{Decode, Encode};
 use super::payload::{self, LocalView};
 use super::{Connections, NetView, Origin};
 
+/// An rpc operation a connect is waiting on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum RpcHandle {
+    /// Its FIND_PEER query.
+    Query(QueryId),
+    /// Its PEER_HANDSHAKE request in flight.
+    Req(ReqId),
+}
+
 /// Relays remembered per connect (FIND_PEER finds the k closest at most).
 const MAX_CANDIDATES: usize = 32;
 
@@ -112,6 +121,7 @@ impl Connections {
         let target = NodeId(tern_crypto::hash32(public_key));
         let spec = QuerySpec::new(target, false, Command::FindPeer as u64, None);
         let query = rpc.query(now, spec, tx);
+        self.rpc_owner.insert(RpcHandle::Query(query), op);
         let c = Connecting {
             stream,
             deadline: now + self.config.connect_timeout,
@@ -125,14 +135,24 @@ impl Connections {
             found_any: false,
         };
         self.connecting.insert(op, c);
+        self.connecting_order.push_back((now + self.config.connect_timeout, op));
     }
 
     /// Cancels a connect (its events stop).
     pub fn cancel_connect(&mut self, rpc: &mut Rpc, op: OpId) {
-        if let Some(c) = self.connecting.remove(&op)
-            && let Some(q) = c.query
-        {
+        if let Some(c) = self.connecting.remove(&op) {
+            self.release(rpc, &c);
+        }
+    }
+
+    /// Cancels a finished connect's query and forgets its rpc handles.
+    fn release(&mut self, rpc: &mut Rpc, c: &Connecting) {
+        if let Some(q) = c.query {
             rpc.cancel_query(q);
+            self.rpc_owner.remove(&RpcHandle::Query(q));
+        }
+        if let Some((req, _)) = c.inflight {
+            self.rpc_owner.remove(&RpcHandle::Req(req));
         }
     }
 
@@ -145,18 +165,24 @@ impl Connections {
         net: NetView,
         tx: &mut TxQueue,
     ) -> Option<RpcEvent> {
-        let op = match &event {
-            RpcEvent::QueryReply { query, .. } | RpcEvent::QueryDone { query, .. } => {
-                self.connecting.iter().find(|(_, c)| c.query == Some(*query)).map(|(op, _)| *op)
+        // Every rpc event of the node passes here: look the owner up, never scan.
+        let (handle, last) = match &event {
+            RpcEvent::QueryReply { query, .. } => (RpcHandle::Query(*query), false),
+            RpcEvent::QueryDone { query, .. } => (RpcHandle::Query(*query), true),
+            RpcEvent::Response { req, .. } | RpcEvent::Timeout { req } => {
+                (RpcHandle::Req(*req), true)
             }
-            RpcEvent::Response { req, .. } | RpcEvent::Timeout { req } => self
-                .connecting
-                .iter()
-                .find(|(_, c)| c.inflight.is_some_and(|(r, _)| r == *req))
-                .map(|(op, _)| *op),
-            _ => None,
+            _ => return Some(event),
         };
-        let Some(op) = op else { return Some(event) };
+        let owner = if last {
+            self.rpc_owner.remove(&handle)
+        } else {
+            self.rpc_owner.get(&handle).copied()
+        };
+        // A connect that timed out leaves its query running; its events are not ours.
+        let Some(op) = owner.filter(|op| self.connecting.contains_key(op)) else {
+            return Some(event);
+        };
         match event {
             RpcEvent::QueryReply { reply, .. } => {
                 let is_record =
@@ -211,6 +237,7 @@ impl Connections {
                 rpc.request(now, relay, false, cmd, Some(&target), None, Some(&c.value), tx)
             {
                 c.inflight = Some((req, relay));
+                self.rpc_owner.insert(RpcHandle::Req(req), op);
                 return;
             }
         }
@@ -246,9 +273,7 @@ impl Connections {
             return false;
         };
         let Some(c) = self.connecting.remove(&op) else { return true };
-        if let Some(q) = c.query {
-            rpc.cancel_query(q);
-        }
+        self.release(rpc, &c);
         let Some(remote) = payload::decode(&remote_payload) else {
             self.fail(op, ConnectError::ServerIncompatible);
             return true;

@@ -152,7 +152,14 @@ pub struct Connections {
     /// Accepted by a listener inside the rpc handler; streams are set up right after.
     accepted: Vec<server::Accepted>,
     awaiting: HashMap<u32, Awaiting>,
+    /// `awaiting` deadlines in order (all are now + one constant); stale entries are
+    /// skipped when they come due, so timers never scan the maps.
+    awaiting_order: VecDeque<(Timestamp, u32)>,
     connecting: HashMap<OpId, Connecting>,
+    /// `connecting` deadlines in order, as `awaiting_order`.
+    connecting_order: VecDeque<(Timestamp, OpId)>,
+    /// Which connect owns an rpc query or request.
+    rpc_owner: HashMap<client::RpcHandle, OpId>,
     events: VecDeque<ConnEvent>,
     ephemerals: Ephemerals,
     next_listener: u64,
@@ -172,7 +179,10 @@ impl Connections {
             answered_order: VecDeque::new(),
             accepted: Vec::new(),
             awaiting: HashMap::new(),
+            awaiting_order: VecDeque::new(),
             connecting: HashMap::new(),
+            connecting_order: VecDeque::new(),
+            rpc_owner: HashMap::new(),
             events: VecDeque::new(),
             ephemerals: Ephemerals { key, counter: 0 },
             next_listener: 0,
@@ -281,20 +291,29 @@ impl Connections {
                 self.answered.remove(&key);
             }
         }
-        let expired: Vec<u32> =
-            self.awaiting.iter().filter(|(_, a)| a.deadline <= now).map(|(id, _)| *id).collect();
-        for id in expired {
-            if let Some(a) = self.awaiting.remove(&id) {
+        while let Some(&(at, id)) = self.awaiting_order.front() {
+            if at > now {
+                break;
+            }
+            self.awaiting_order.pop_front();
+            if self.awaiting.get(&id).is_some_and(|a| a.deadline == at)
+                && let Some(a) = self.awaiting.remove(&id)
+            {
                 self.udx.destroy(now, id, tx);
                 if let Origin::Client(op) = a.origin {
                     self.fail(op, ConnectError::Timeout);
                 }
             }
         }
-        let late: Vec<OpId> =
-            self.connecting.iter().filter(|(_, c)| c.deadline <= now).map(|(op, _)| *op).collect();
-        for op in late {
-            if self.connecting.remove(&op).is_some() {
+        while let Some(&(at, op)) = self.connecting_order.front() {
+            if at > now {
+                break;
+            }
+            self.connecting_order.pop_front();
+            if self.connecting.get(&op).is_some_and(|c| c.deadline == at) {
+                // Its query and request finish on their own; their events are then
+                // not claimed (the owner is gone).
+                self.connecting.remove(&op);
                 self.fail(op, ConnectError::Timeout);
             }
         }
@@ -303,13 +322,10 @@ impl Connections {
     /// The earliest connection-layer deadline.
     pub(crate) fn poll_timeout(&self) -> Timestamp {
         let answered = self.answered_order.front().map_or(Timestamp::NEVER, |(_, at)| *at);
-        let awaiting = self.awaiting.values().map(|a| a.deadline).min();
-        let connecting = self.connecting.values().map(|c| c.deadline).min();
-        [Some(answered), awaiting, connecting]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(Timestamp::NEVER)
+        // Fronts may be stale (already finished): that only costs an early wake-up.
+        let awaiting = self.awaiting_order.front().map_or(Timestamp::NEVER, |(at, _)| *at);
+        let connecting = self.connecting_order.front().map_or(Timestamp::NEVER, |(at, _)| *at);
+        answered.min(awaiting).min(connecting)
     }
 
     fn fail(&mut self, op: OpId, error: ConnectError) {
@@ -329,6 +345,7 @@ impl Connections {
         }
         let deadline = now + self.config.first_packet_timeout;
         self.awaiting.insert(stream, Awaiting { origin, handshake, deadline });
+        self.awaiting_order.push_back((deadline, stream));
         true
     }
 
