@@ -3,12 +3,16 @@
 //
 // Usage:
 //   node stream.js listen '<json>'   json: { bootstrap: ["127.0.0.1:P"], seed: hex32,
-//                                            rejectKey?: hex32, firewalled?: bool }
+//                                            rejectKey?: hex32, firewalled?: bool,
+//                                            behindNat?: bool }
 //     prints {"event":"listening","publicKey":hex}, then per connection
 //     {"event":"connection","remotePublicKey":hex} and, when it ends,
 //     {"event":"closed","bytes":n,"sha256":hex}. Exits when stdin closes.
 //   node stream.js connect '<json>'  json: { bootstrap, publicKey: hex32, bytes: n,
-//                                            chunk?: n, firewalled?: bool }
+//                                            chunk?: n, firewalled?: bool, behindNat?: bool }
+//   behindNat: firewalled and ephemeral for good, so the peer says UNKNOWN in handshakes
+//   and connections to or from it must holepunch even on loopback. Events then carry
+//   hyperdht's punch counters (`punches`).
 //     writes `bytes` of a fixed pattern, reads the echo, prints one line
 //     {"event":"done","ok":bool,"sent":n,"received":n,"sentSha256":hex,"receivedSha256":hex,
 //      "openMs":x,"transferMs":y} (or {"event":"error","error":msg}) and exits.
@@ -27,6 +31,12 @@ function makeDht () {
   const o = { bootstrap: opts.bootstrap || [], host: '127.0.0.1', port: [0, 0] }
   // Reachable by default so that connects take the direct path on loopback.
   o.firewalled = opts.firewalled === undefined ? false : opts.firewalled
+  if (opts.behindNat) {
+    // No quick PING_NAT test either: on loopback it would find the node reachable.
+    o.firewalled = true
+    o.ephemeral = true
+    o.quickFirewall = false
+  }
   return new DHT(o)
 }
 
@@ -52,7 +62,11 @@ async function listen () {
       return reject !== null && reject.equals(remotePublicKey)
     }
   }, (socket) => {
-    out({ event: 'connection', remotePublicKey: hex(socket.remotePublicKey) })
+    out({
+      event: 'connection',
+      remotePublicKey: hex(socket.remotePublicKey),
+      punches: dht.stats.punches
+    })
     const h = crypto.createHash('sha256')
     let bytes = 0
     socket.on('data', (d) => {
@@ -123,6 +137,7 @@ async function connect () {
       sentSha256,
       receivedSha256,
       remotePublicKey: hex(socket.remotePublicKey),
+      punches: dht.stats.punches,
       openMs: Number(opened - start) / 1e6,
       transferMs: Number(done - opened) / 1e6
     })

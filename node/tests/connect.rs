@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use support::{eventually, localhost, tern_bootstrapper, tern_node};
+use support::{eventually, localhost, tern_bootstrapper, tern_firewalled_node, tern_node};
 use tern::{Dht, DhtError, KeyPair, NodeDriver, SecureStream};
 
 /// Echoes every accepted stream until the peer ends it.
@@ -43,14 +43,18 @@ struct Net {
 }
 
 fn network(port: u16) -> Net {
+    network_with(port, tern_node)
+}
+
+fn network_with(port: u16, peer: fn(&NodeDriver, std::net::SocketAddrV4, u16) -> Dht) -> Net {
     let driver = tern::node_driver(1, "connect-test").unwrap();
     let boot = tern_bootstrapper(&driver, port);
     let mut nodes: Vec<Dht> =
         (1..=5).map(|i| tern_node(&driver, localhost(port), port + i)).collect();
     assert!(eventually(Duration::from_secs(20), || nodes.iter().all(Dht::is_persistent)));
     nodes.push(boot);
-    let server = tern_node(&driver, localhost(port), port + 6);
-    let client = tern_node(&driver, localhost(port), port + 7);
+    let server = peer(&driver, localhost(port), port + 6);
+    let client = peer(&driver, localhost(port), port + 7);
     server.ready().wait().unwrap();
     client.ready().wait().unwrap();
     Net { _driver: driver, _nodes: nodes, server, client }
@@ -108,4 +112,31 @@ fn c2_firewall_refuses_a_client_and_unknown_keys_are_not_found() {
     let nobody = KeyPair::from_seed(&[10; 32]);
     let err = net.client.connect(*nobody.public_key().as_bytes()).wait().unwrap_err();
     assert!(matches!(err, DhtError::Connect(tern::ConnectError::PeerNotFound)), "{err:?}");
+}
+
+#[test]
+fn c3_two_firewalled_peers_holepunch() {
+    // Both sides say UNKNOWN (firewalled, ephemeral): no direct path is offered, so the
+    // connection exists only if the PEER_HOLEPUNCH rounds and the probes work.
+    let net = network_with(27_340, tern_firewalled_node);
+    let server_kp = KeyPair::from_seed(&[11; 32]);
+    let mut server = net.server.listen(&server_kp).wait().unwrap();
+    let accept = std::thread::spawn(move || {
+        let s = server.accept_blocking().expect("a connection");
+        echo(s);
+        server
+    });
+    let started = Instant::now();
+    let stream = net.client.connect(*server_kp.public_key().as_bytes()).wait().unwrap();
+    let opened = started.elapsed();
+    let data = pattern(1 << 20);
+    let back = round_trip(stream, &data);
+    assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "intact and in order");
+    let _server = accept.join().unwrap();
+    eprintln!("holepunched connection opened in {opened:?}");
+    let client = net.client.stats().wait().unwrap().conn;
+    let server = net.server.stats().wait().unwrap().conn;
+    assert_eq!((client.holepunches, client.holepunched), (1, 1), "client punched: {client:?}");
+    assert_eq!((server.holepunches, server.holepunched), (1, 1), "server punched: {server:?}");
+    assert!(client.probes_received >= 1 && server.probes_received >= 1);
 }

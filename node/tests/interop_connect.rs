@@ -16,10 +16,32 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{eventually, interop_dir, localhost, tern_bootstrapper, tern_node};
+use support::{
+    eventually, interop_dir, localhost, tern_bootstrapper, tern_firewalled_node, tern_node,
+};
 use tern::{Dht, DhtError, KeyPair};
 
 const MIB64: usize = 64 << 20;
+const MIB8: usize = 8 << 20;
+
+/// Echoes an accepted stream until the peer ends it; returns the bytes echoed.
+fn echo_all(mut s: tern::SecureStream) -> usize {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut echoed = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                s.write_all(&buf[..n]).unwrap();
+                echoed += n;
+            }
+        }
+    }
+    s.close_blocking().unwrap();
+    // Keep the handle until the END is out.
+    std::thread::sleep(Duration::from_secs(1));
+    echoed
+}
 
 /// `interop/stream.js` in one mode; its JSON lines arrive on a channel.
 struct JsStream {
@@ -88,13 +110,17 @@ struct Net {
 
 /// A tern bootstrapper, 5 persistent tern relays, and one more tern node to use.
 fn network(port: u16) -> Net {
+    network_with(port, tern_node)
+}
+
+fn network_with(port: u16, peer: fn(&tern::NodeDriver, std::net::SocketAddrV4, u16) -> Dht) -> Net {
     let driver = tern::node_driver(1, "interop-connect").unwrap();
     let boot = tern_bootstrapper(&driver, port);
     let mut nodes: Vec<Dht> =
         (1..=5).map(|i| tern_node(&driver, localhost(port), port + i)).collect();
     assert!(eventually(Duration::from_secs(20), || nodes.iter().all(Dht::is_persistent)));
     nodes.push(boot);
-    let peer = tern_node(&driver, localhost(port), port + 6);
+    let peer = peer(&driver, localhost(port), port + 6);
     peer.ready().wait().unwrap();
     Net { _driver: driver, _nodes: nodes, peer, port }
 }
@@ -105,22 +131,9 @@ fn j1_js_client_through_tern_server_echo_64_mib() {
     let kp = KeyPair::from_seed(&[0x31; 32]);
     let mut server = net.peer.listen(&kp).wait().unwrap();
     let accept = std::thread::spawn(move || {
-        let mut s = server.accept_blocking().expect("the JS client connects");
+        let s = server.accept_blocking().expect("the JS client connects");
         let remote = s.remote_public_key();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut echoed = 0usize;
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    s.write_all(&buf[..n]).unwrap();
-                    echoed += n;
-                }
-            }
-        }
-        s.close_blocking().unwrap();
-        std::thread::sleep(Duration::from_secs(1));
-        (remote, echoed)
+        (remote, echo_all(s))
     });
     let js = JsStream::start(
         "connect",
@@ -189,4 +202,56 @@ fn j3_js_server_firewall_refuses_a_tern_client() {
     assert!(matches!(err, DhtError::Connect(_)), "refused: {err:?}");
     let ok = net.peer.connect(pk).wait();
     assert!(ok.is_ok(), "the default identity is accepted: {ok:?}");
+}
+
+/// Both sides behind "NATs" (firewalled for good): the connection exists only through
+/// the holepunch rounds, and tern's counters show the session that made it.
+#[test]
+fn j4_js_client_holepunches_to_a_firewalled_tern_server() {
+    let net = network_with(26_660, tern_firewalled_node);
+    let kp = KeyPair::from_seed(&[0x34; 32]);
+    let mut server = net.peer.listen(&kp).wait().unwrap();
+    let accept = std::thread::spawn(move || {
+        let s = server.accept_blocking().expect("the JS client connects");
+        echo_all(s)
+    });
+    let js = JsStream::start(
+        "connect",
+        json!({ "bootstrap": [format!("127.0.0.1:{}", net.port)], "publicKey": hex(kp.public_key().as_bytes()), "bytes": MIB8, "behindNat": true }),
+    );
+    let done = js.expect("done", Duration::from_secs(120));
+    assert_eq!(done["ok"], json!(true), "JS client got its 8 MiB back intact: {done}");
+    assert_eq!(accept.join().unwrap(), MIB8);
+    let stats = net.peer.stats().wait().unwrap().conn;
+    assert_eq!((stats.holepunches, stats.holepunched), (1, 1), "{stats:?}");
+    // On loopback the JS client connects during its probe round (tern echoes its
+    // opening probe), before hyperdht counts a punch strategy.
+    eprintln!(
+        "JS client -> firewalled tern server: open {} ms, JS punches {}",
+        done["openMs"], done["punches"]
+    );
+}
+
+#[test]
+fn j5_tern_client_holepunches_to_a_firewalled_js_server() {
+    let net = network_with(26_680, tern_firewalled_node);
+    let seed = [0x35u8; 32];
+    let js = JsStream::start(
+        "listen",
+        json!({ "bootstrap": [format!("127.0.0.1:{}", net.port)], "seed": hex(&seed), "behindNat": true }),
+    );
+    js.expect("listening", Duration::from_secs(60));
+    let pk = KeyPair::from_seed(&seed).public_key();
+    let started = Instant::now();
+    let stream = net.peer.connect(*pk.as_bytes()).wait().unwrap();
+    let open = started.elapsed();
+    let data = pattern(MIB8);
+    let back = round_trip(stream, &data);
+    assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "intact and in order");
+    let conn = js.expect("connection", Duration::from_secs(5));
+    let stats = net.peer.stats().wait().unwrap().conn;
+    assert_eq!((stats.holepunches, stats.holepunched), (1, 1), "tern punched: {stats:?}");
+    let closed = js.expect("closed", Duration::from_secs(30));
+    assert_eq!(closed["bytes"], json!(MIB8), "the JS server saw all 8 MiB: {closed}");
+    eprintln!("tern client -> firewalled JS server: open {open:?}, JS punches {}", conn["punches"]);
 }

@@ -11,6 +11,6 @@
 pub mod conn;
 mod node;
 
-pub use conn::{ConnConfig, ConnEvent, ConnectError, Connection, ListenerId, Origin};
+pub use conn::{ConnConfig, ConnEvent, ConnStats, ConnectError, Connection, ListenerId, Origin};
 pub use node::{Firewall, Node, NodeCommand, NodeConfig, NodeEvent, NodeStats};
 pub use tern_udx as udx;

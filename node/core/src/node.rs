@@ -11,7 +11,9 @@ use tern_dht::{DhtClient, DhtEvent, DhtServer, OpId, Store, StoreLimits};
 use tern_rpc::{ReqId, Rpc, RpcConfig, RpcEvent, RpcStats};
 use tern_udx::{Udx, UdxConfig, UdxEvent};
 
-use crate::conn::{ConnConfig, ConnEvent, Connections, FirewallFn, Handlers, ListenerId, NetView};
+use crate::conn::{
+    ConnConfig, ConnEvent, ConnStats, Connections, FirewallFn, Handlers, ListenerId, NetView,
+};
 
 /// hyperdht's default port; with a fixed port the next four are tried too.
 pub const DEFAULT_PORT: u16 = 49737;
@@ -179,6 +181,8 @@ pub struct NodeStats {
     pub records: usize,
     /// Bytes of topic records stored.
     pub record_bytes: usize,
+    /// Connection and holepunch counters.
+    pub conn: ConnStats,
 }
 
 #[derive(Debug)]
@@ -261,6 +265,7 @@ impl Node {
             table_len: self.rpc.table().len(),
             records: self.server.store.topics.len(),
             record_bytes: self.server.store.topics.bytes(),
+            conn: self.conns.stats(),
         }
     }
 
@@ -291,9 +296,12 @@ impl Node {
         data: &[u8],
         tx: &mut TxQueue,
     ) {
-        // UDX claims its own streams' packets first (spec transport §1.5); the rest is
-        // dht-rpc (which drops anything else as undecodable).
-        if !self.conns.udx().handle_datagram(now, socket, from, data, tx) {
+        // Datagrams of at most one byte are holepunch probes (spec §10.4); UDX claims its
+        // own streams' packets next (spec transport §1.5); the rest is dht-rpc (which
+        // drops anything else as undecodable).
+        if data.len() <= 1 {
+            self.conns.on_probe(now, socket, from, tx);
+        } else if !self.conns.udx().handle_datagram(now, socket, from, data, tx) {
             let net = self.net_view();
             let mut handlers = Handlers { dht: &mut self.server, conns: &mut self.conns, net };
             self.rpc.handle_datagram(now, socket, from, data, &mut handlers, tx);
@@ -306,7 +314,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
         self.rpc.handle_timeout(now, tx);
         self.conns.udx().handle_timeout(now, tx);
-        self.conns.handle_timeout(now, tx);
+        self.conns.handle_timeout(&mut self.rpc, now, tx);
         if now >= self.next_gc {
             self.server.store.gc(now);
             self.next_gc = now + Duration::from_secs(5);
@@ -453,6 +461,7 @@ impl Node {
         NetView {
             open_address: self.rpc.public_addr().filter(|a| !firewalled && a.port() != 0),
             socket: if firewalled { SocketId::CLIENT } else { SocketId::SERVER },
+            nat: self.rpc.public_addr(),
         }
     }
 
@@ -485,10 +494,16 @@ impl Node {
             }
         }
         while let Some(e) = self.client.poll_event() {
+            if let DhtEvent::Done { op, .. } = &e
+                && let Some((target, relays)) = self.client.take_announce_relays(*op)
+            {
+                // A listener's self-announce landed: these nodes relay its holepunches.
+                self.conns.set_relays(&target, relays);
+            }
             self.push(NodeEvent::Dht(e));
         }
         while let Some(e) = self.conns.poll_stream_event() {
-            if let Some(e) = self.conns.on_udx_event(e) {
+            if let Some(e) = self.conns.on_udx_event(now, e) {
                 self.push(NodeEvent::Stream(e));
             }
         }

@@ -16,7 +16,7 @@ use tern_crypto::{KeyPair, PublicKey, Signature, sign, signable};
 use tern_rpc::{QueryId, QuerySpec, Reply, ReqId, Rpc, RpcEvent};
 use tern_wire::hyperdht::{Announce, Command, LookupReply, MutablePut, MutableRecord, PeerRecord};
 use tern_wire::rpc::error_code;
-use tern_wire::{AddrList, Decode, Encode};
+use tern_wire::{AddrList, Decode, Encode, RelayPair};
 
 /// Handle of one client operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,7 +135,13 @@ struct Op {
     commits_pending: usize,
     stored: usize,
     seq_error: Option<OpError>,
+    /// Announce commits that succeeded: (storing node, our address as it saw us).
+    relays: Vec<RelayPair>,
 }
+
+/// Most relays remembered per announce (hyperdht keeps the nodes of one commit round:
+/// k = 20 at most).
+const MAX_RELAYS: usize = 20;
 
 /// The client side of one hyperdht node.
 #[derive(Debug, Default)]
@@ -145,6 +151,9 @@ pub struct DhtClient {
     by_req: HashMap<ReqId, u64>,
     next: u64,
     events: std::collections::VecDeque<DhtEvent>,
+    /// Relays of finished announces, until [`DhtClient::take_announce_relays`] takes
+    /// them (the owner takes them on every `Done`, so this holds at most a few).
+    finished_relays: HashMap<OpId, (NodeId, Vec<RelayPair>)>,
 }
 
 impl DhtClient {
@@ -168,6 +177,13 @@ impl DhtClient {
         self.events.pop_front()
     }
 
+    /// The nodes that stored a finished announce, with our address as each saw it:
+    /// a listening server offers these as holepunch relays (hyperdht's
+    /// `announcer.relays`). Call on the op's `Done`; `None` for other ops.
+    pub fn take_announce_relays(&mut self, op: OpId) -> Option<(NodeId, Vec<RelayPair>)> {
+        self.finished_relays.remove(&op)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn start(
         &mut self,
@@ -183,8 +199,15 @@ impl DhtClient {
         let id = self.next;
         let q = rpc.query(now, QuerySpec::new(target, false, command as u64, value), tx);
         self.by_query.insert(q, id);
-        let op =
-            Op { target, kind, query: Some(q), commits_pending: 0, stored: 0, seq_error: None };
+        let op = Op {
+            target,
+            kind,
+            query: Some(q),
+            commits_pending: 0,
+            stored: 0,
+            seq_error: None,
+            relays: Vec::new(),
+        };
         self.ops.insert(id, op);
         OpId(id)
     }
@@ -495,6 +518,12 @@ impl DhtClient {
     fn on_commit(&mut self, op_id: u64, reply: Option<Reply>) {
         let Some(op) = self.ops.get_mut(&op_id) else { return };
         op.commits_pending = op.commits_pending.saturating_sub(1);
+        if let Some(r) = reply.as_ref().filter(|r| r.error == error_code::OK)
+            && matches!(op.kind, Kind::Announce { .. })
+            && op.relays.len() < MAX_RELAYS
+        {
+            op.relays.push(RelayPair { relay_address: r.from, peer_address: r.to });
+        }
         match reply.map(|r| r.error) {
             Some(error_code::OK) => op.stored += 1,
             Some(error_code::SEQ_REUSED) => op.seq_error = Some(OpError::SeqReused),
@@ -509,7 +538,12 @@ impl DhtClient {
             (0, None) if !matches!(op.kind, Kind::Unannounce { .. }) => Err(OpError::CommitFailed),
             (stored, _) => Ok(OpOutput::Stored { stored }),
         };
-        self.ops.remove(&op_id);
+        if let Some(op) = self.ops.remove(&op_id)
+            && matches!(op.kind, Kind::Announce { .. })
+            && !op.relays.is_empty()
+        {
+            self.finished_relays.insert(OpId(op_id), (op.target, op.relays));
+        }
         self.events.push_back(DhtEvent::Done { op: OpId(op_id), result });
     }
 }

@@ -150,6 +150,24 @@ pub fn tern_node(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16) -> Dht
     Dht::start_on(driver, config).expect("node binds")
 }
 
+/// A tern node that stays firewalled and ephemeral (a peer behind a NAT, as far as the
+/// connection logic can tell): it says UNKNOWN in handshakes, so connections between two
+/// of these need holepunching even on loopback.
+pub fn tern_firewalled_node(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16) -> Dht {
+    let config = NodeConfig {
+        rpc: RpcConfig {
+            bootstrap: vec![bootstrap],
+            ephemeral: Some(true),
+            firewalled: true,
+            ..RpcConfig::default()
+        },
+        host: Ipv4Addr::LOCALHOST,
+        port,
+        ..NodeConfig::default()
+    };
+    Dht::start_on(driver, config).expect("node binds")
+}
+
 /// Waits (≤ `limit`) until `f` holds.
 pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

@@ -19,6 +19,7 @@ use tern_wire::hyperdht::{Command, PeerRecord};
 use tern_wire::{Decode, Encode};
 
 use super::payload::{self, LocalView};
+use super::punch::InitiatorSeed;
 use super::{Connections, NetView, Origin};
 
 /// An rpc operation a connect is waiting on.
@@ -49,9 +50,14 @@ pub enum ConnectError {
     /// The server answered with an error or without a UDX stream.
     #[error("server refused the connection")]
     ServerError,
-    /// Neither side is reachable and holepunching is not implemented yet.
-    #[error("both peers are firewalled and holepunching is not supported yet")]
+    /// Neither side is reachable and no holepunch strategy fits the two NATs (both
+    /// randomise ports, or ours does and tern punches from one socket), or the server
+    /// offered no holepunch relays.
+    #[error("no holepunch strategy works between these NATs")]
     HolepunchUnsupported,
+    /// Holepunching was tried and failed.
+    #[error("holepunch failed: {0}")]
+    HolepunchFailed(&'static str),
     /// The connect deadline passed.
     #[error("connect timed out")]
     Timeout,
@@ -104,6 +110,7 @@ impl Connections {
             holepunch_id: None,
             error: PayloadError::None,
             relay_addresses: &[],
+            holepunch_relays: &[],
         };
         let Ok(noise) = initiator.write_message_1(&payload::encode(&view)) else {
             return self.fail(op, ConnectError::Local("invalid public key"));
@@ -165,6 +172,17 @@ impl Connections {
         net: NetView,
         tx: &mut TxQueue,
     ) -> Option<RpcEvent> {
+        // Holepunch rounds of connects past their handshake.
+        let (req, reply) = match &event {
+            RpcEvent::Response { req, reply } => (Some(*req), Some(reply)),
+            RpcEvent::Timeout { req } => (Some(*req), None),
+            _ => (None, None),
+        };
+        if let Some(req) = req
+            && self.on_holepunch_response(rpc, now, req, reply, tx)
+        {
+            return None;
+        }
         // Every rpc event of the node passes here: look the owner up, never scan.
         let (handle, last) = match &event {
             RpcEvent::QueryReply { query, .. } => (RpcHandle::Query(*query), false),
@@ -320,9 +338,28 @@ impl Connections {
                     self.fail(op, ConnectError::Local("too many pending connections"));
                 }
             }
+            // Neither side is reachable: holepunch through the server's relays.
             None => {
-                self.udx.destroy(now, c.stream, tx);
-                self.fail(op, ConnectError::HolepunchUnsupported);
+                let Some((hp_id, relays)) = remote.holepunch else {
+                    self.udx.destroy(now, c.stream, tx);
+                    self.fail(op, ConnectError::HolepunchUnsupported);
+                    return true;
+                };
+                let seed = InitiatorSeed {
+                    op,
+                    target: c.target,
+                    stream: c.stream,
+                    remote_stream,
+                    handshake,
+                    hp_id,
+                    relays,
+                    relay,
+                    server_address: server,
+                };
+                if let Err(e) = self.start_initiator(rpc, now, seed, net, tx) {
+                    self.udx.destroy(now, c.stream, tx);
+                    self.fail(op, e);
+                }
             }
         }
         true

@@ -8,12 +8,12 @@
 //! path. The Noise split keys then key secret-stream on top (done by the owner of the
 //! bytes, not here: encryption runs on the application's thread, see `tern::SecureStream`).
 //!
-//! Holepunching (PEER_HOLEPUNCH rounds, spec §10.4) is not implemented yet: a connection
-//! succeeds when one side is reachable (OPEN), the server answered directly, or the
-//! client is reachable and the server connects to it.
+//! When one side is reachable (OPEN), or the server answered directly, the path is
+//! direct; when neither is, both sides holepunch (PEER_HOLEPUNCH rounds, see `punch`).
 
 mod client;
 mod payload;
+mod punch;
 mod server;
 
 use std::collections::{HashMap, VecDeque};
@@ -25,7 +25,9 @@ use tern_crypto::hash::hash32_keyed_parts;
 use tern_crypto::noise::HandshakeResult;
 use tern_crypto::{KeyPair, PublicKey};
 use tern_dht::OpId;
+use tern_rpc::ReqId;
 use tern_udx::{Udx, UdxEvent};
+use tern_wire::RelayPair;
 
 pub use client::ConnectError;
 pub use payload::{RemoteView, first_remote_address, is_bogon};
@@ -110,6 +112,23 @@ impl Default for ConnConfig {
     }
 }
 
+/// Counters of the connection layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Connections established (both roles, every path).
+    pub connections: u64,
+    /// Holepunch sessions started (both roles).
+    pub holepunches: u64,
+    /// Holepunch sessions that ended in a connection.
+    pub holepunched: u64,
+    /// Holepunch sessions that ended without one.
+    pub holepunch_failures: u64,
+    /// Probes sent (opening, punching and echoes).
+    pub probes_sent: u64,
+    /// Probes received.
+    pub probes_received: u64,
+}
+
 /// The network facts the handshake logic needs, snapshot from the rpc node per input.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NetView {
@@ -117,6 +136,9 @@ pub(crate) struct NetView {
     pub open_address: Option<SocketAddrV4>,
     /// The socket our requests leave from (and streams use by default).
     pub socket: SocketId,
+    /// That socket's public address as DHT nodes see it (port 0: the NAT randomises
+    /// ports), when enough samples agree.
+    pub nat: Option<SocketAddrV4>,
 }
 
 /// A stream waiting for its peer's first UDX packet to learn the path.
@@ -161,6 +183,18 @@ pub struct Connections {
     /// Which connect owns an rpc query or request.
     rpc_owner: HashMap<client::RpcHandle, OpId>,
     events: VecDeque<ConnEvent>,
+    stats: ConnStats,
+    /// Holepunch sessions by our stream id, and their indexes (see `punch`).
+    punches: HashMap<u32, punch::Session>,
+    punch_slots: HashMap<u64, u32>,
+    punch_relays: HashMap<u32, Vec<SocketAddrV4>>,
+    punch_owner: HashMap<ReqId, u32>,
+    random_punches: u32,
+    last_random_punch: Option<Timestamp>,
+    /// Work queued by request handlers for the next `after_input`.
+    pending_probes: Vec<(SocketId, SocketAddrV4)>,
+    pending_punches: Vec<u32>,
+    pending_ends: Vec<u32>,
     ephemerals: Ephemerals,
     next_listener: u64,
     next_slot: u64,
@@ -184,6 +218,16 @@ impl Connections {
             connecting_order: VecDeque::new(),
             rpc_owner: HashMap::new(),
             events: VecDeque::new(),
+            stats: ConnStats::default(),
+            punches: HashMap::new(),
+            punch_slots: HashMap::new(),
+            punch_relays: HashMap::new(),
+            punch_owner: HashMap::new(),
+            random_punches: 0,
+            last_random_punch: None,
+            pending_probes: Vec::new(),
+            pending_punches: Vec::new(),
+            pending_ends: Vec::new(),
             ephemerals: Ephemerals { key, counter: 0 },
             next_listener: 0,
             next_slot: 0,
@@ -199,6 +243,11 @@ impl Connections {
     /// The UDX engine, read-only.
     pub fn udx_ref(&self) -> &Udx {
         &self.udx
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ConnStats {
+        self.stats
     }
 
     /// The next event.
@@ -227,7 +276,8 @@ impl Connections {
             let id = (z ^ (z >> 31)) as u32;
             let taken = self.udx.contains(id)
                 || self.accepted.iter().any(|a| a.stream == id)
-                || self.connecting.values().any(|c| c.stream == id);
+                || self.connecting.values().any(|c| c.stream == id)
+                || self.punches.contains_key(&id);
             if id != 0 && !taken {
                 return id;
             }
@@ -248,8 +298,16 @@ impl Connections {
         }
         self.next_listener += 1;
         let id = ListenerId(self.next_listener);
-        self.listeners.insert(target, Listener { id, key_pair, firewall });
+        self.listeners.insert(target, Listener { id, key_pair, firewall, relays: Vec::new() });
         Some(id)
+    }
+
+    /// The nodes that stored a listener's latest self-announce: offered to clients as
+    /// holepunch relays. Ignored for keys that do not listen (any more).
+    pub(crate) fn set_relays(&mut self, target: &NodeId, relays: Vec<RelayPair>) {
+        if let Some(l) = self.listeners.get_mut(target) {
+            l.relays = relays;
+        }
     }
 
     /// Stops answering for a listener; established connections stay up.
@@ -263,25 +321,40 @@ impl Connections {
         for a in std::mem::take(&mut self.accepted) {
             self.setup_accepted(now, a, tx);
         }
+        self.punch_after_input(now, tx);
     }
 
     /// Routes UDX events that concern connection setup; returns the others.
-    pub(crate) fn on_udx_event(&mut self, event: UdxEvent) -> Option<UdxEvent> {
+    pub(crate) fn on_udx_event(&mut self, now: Timestamp, event: UdxEvent) -> Option<UdxEvent> {
         match event {
             UdxEvent::Connected { id, remote, .. } => {
+                if self.on_responder_connected(now, id, remote) {
+                    return None;
+                }
                 let a = self.awaiting.remove(&id)?;
                 let conn =
                     Connection { origin: a.origin, stream: id, remote, handshake: a.handshake };
+                self.stats.connections += 1;
                 self.events.push_back(ConnEvent::Connection(Box::new(conn)));
                 None
             }
             UdxEvent::Closed { id, .. } if self.awaiting.remove(&id).is_some() => None,
+            UdxEvent::Closed { id, .. } if self.punches.contains_key(&id) => {
+                // Destroyed under a session (shutdown): the session's deadline reports it.
+                None
+            }
             other => Some(other),
         }
     }
 
     /// Timers: connect deadlines, first-packet waits, de-duplication entries.
-    pub(crate) fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
+    pub(crate) fn handle_timeout(
+        &mut self,
+        rpc: &mut tern_rpc::Rpc,
+        now: Timestamp,
+        tx: &mut TxQueue,
+    ) {
+        self.punch_timeout(rpc, now, tx);
         while let Some((key, at)) = self.answered_order.front().copied() {
             if at > now {
                 break;
@@ -325,7 +398,7 @@ impl Connections {
         // Fronts may be stale (already finished): that only costs an early wake-up.
         let awaiting = self.awaiting_order.front().map_or(Timestamp::NEVER, |(at, _)| *at);
         let connecting = self.connecting_order.front().map_or(Timestamp::NEVER, |(at, _)| *at);
-        answered.min(awaiting).min(connecting)
+        answered.min(awaiting).min(connecting).min(self.punch_poll_timeout())
     }
 
     fn fail(&mut self, op: OpId, error: ConnectError) {
@@ -358,6 +431,7 @@ impl Connections {
         hs: HandshakeResult,
     ) {
         let conn = Connection { origin, stream, remote, handshake: hs };
+        self.stats.connections += 1;
         self.events.push_back(ConnEvent::Connection(Box::new(conn)));
     }
 }

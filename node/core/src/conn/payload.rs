@@ -3,8 +3,8 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use tern_wire::AddrList;
 use tern_wire::handshake::{Firewall, HolepunchInfo, NoisePayload, PayloadError, UdxInfo};
+use tern_wire::{AddrList, RelayPair};
 use tern_wire::{Decode, Encode};
 
 /// What this side tells the other in its handshake payload.
@@ -20,6 +20,9 @@ pub struct LocalView<'a> {
     pub error: PayloadError,
     /// Our announce relays (servers only).
     pub relay_addresses: &'a [SocketAddrV4],
+    /// The relays a client may send PEER_HOLEPUNCH through, with our address as each
+    /// saw it (servers only; hyperdht's `announcer.relays`).
+    pub holepunch_relays: &'a [RelayPair],
 }
 
 /// Encodes our payload: OPEN plus our address when reachable, else UNKNOWN (and then, for
@@ -31,7 +34,9 @@ pub fn encode(view: &LocalView<'_>) -> Vec<u8> {
         error: view.error,
         firewall: if view.open_address.is_some() { Firewall::Open } else { Firewall::Unknown },
         holepunch: match (view.open_address, view.holepunch_id) {
-            (None, Some(id)) => Some(HolepunchInfo { id, relays: AddrPairs::EMPTY }),
+            (None, Some(id)) => {
+                Some(HolepunchInfo { id, relays: AddrPairs::Items(view.holepunch_relays) })
+            }
             _ => None,
         },
         addresses4: AddrList::Items(&addrs),
@@ -62,6 +67,8 @@ pub struct RemoteView {
     pub firewall: Firewall,
     /// Whether it offered holepunch relays.
     pub holepunchable: bool,
+    /// Its holepunch slot and relays (a firewalled server's offer).
+    pub holepunch: Option<(u64, Vec<RelayPair>)>,
     /// Its IPv4 addresses (public first, then LAN).
     pub addresses4: Vec<SocketAddrV4>,
     /// Its UDX stream id, when it sent one.
@@ -70,6 +77,8 @@ pub struct RemoteView {
 
 /// Most addresses kept from a peer's payload.
 const MAX_ADDRESSES: usize = 16;
+/// Most holepunch relays kept from a server's payload (hyperdht announces to 20 at most).
+const MAX_HOLEPUNCH_RELAYS: usize = 20;
 
 /// Decodes a peer's payload; `None` when it does not parse.
 pub fn decode(bytes: &[u8]) -> Option<RemoteView> {
@@ -79,6 +88,9 @@ pub fn decode(bytes: &[u8]) -> Option<RemoteView> {
         error: p.error,
         firewall: p.firewall,
         holepunchable: p.holepunch.is_some_and(|h| !h.relays.is_empty()),
+        holepunch: p
+            .holepunch
+            .map(|h| (h.id, h.relays.iter().take(MAX_HOLEPUNCH_RELAYS).collect())),
         addresses4: p.addresses4.iter().take(MAX_ADDRESSES).collect(),
         udx_id: p.udx.map(|u| u.id),
     })
@@ -121,6 +133,7 @@ mod tests {
             holepunch_id: Some(3),
             error: PayloadError::None,
             relay_addresses: &[],
+            holepunch_relays: &[],
         };
         let v = decode(&encode(&open)).unwrap();
         assert_eq!(v.firewall, Firewall::Open);

@@ -15,11 +15,13 @@ use tern_crypto::noise::{HandshakeResult, IkResponder};
 use tern_dht::DhtServer;
 use tern_rpc::{Handler, IncomingRequest, ReplyFields, Responder};
 use tern_wire::Encode;
-use tern_wire::handshake::{Firewall, Handshake, Mode, PayloadError};
+use tern_wire::RelayPair;
+use tern_wire::handshake::{Firewall, Handshake, Holepunch, Mode, PayloadError};
 use tern_wire::hyperdht::Command;
 use tern_wire::rpc::error_code;
 
 use super::payload::{self, LocalView};
+use super::punch::ResponderSeed;
 use super::{Connections, FirewallFn, ListenerId, NetView, Origin};
 
 /// How long an answered handshake is remembered (hyperdht: 10 s).
@@ -30,6 +32,8 @@ pub(crate) struct Listener {
     pub id: ListenerId,
     pub key_pair: KeyPair,
     pub firewall: Option<FirewallFn>,
+    /// Nodes that stored our latest self-announce (holepunch relays).
+    pub relays: Vec<RelayPair>,
 }
 
 /// The answer given to one first Noise message.
@@ -47,6 +51,8 @@ pub(crate) struct Accepted {
     /// Connect to this address at once (client reachable, or it contacted us directly);
     /// otherwise wait for its first packet.
     pub connect_to: Option<(SocketId, SocketAddrV4)>,
+    /// Neither side is reachable: holepunch (slot id and what the session needs).
+    pub punch: Option<(u64, ResponderSeed)>,
 }
 
 /// The rpc handler of a node with connections: PEER_HANDSHAKE for our own listeners is
@@ -68,6 +74,18 @@ impl Handler for Handlers<'_> {
             if let Ok(hs) = <Handshake<'_> as tern_wire::Decode<'_>>::decode(value) {
                 self.conns.on_handshake(now, req, out, &NodeId(*target), &hs, self.net);
             }
+            return;
+        }
+        // A holepunch relayed to us for one of our listeners' sessions (relays route the
+        // other modes in the hyperdht server).
+        if q.command == Command::PeerHolepunch as u64
+            && !q.internal
+            && let (Some(target), Some(value)) = (q.target, q.value)
+            && self.conns.listeners.contains_key(&NodeId(*target))
+            && let Ok(hp) = <Holepunch<'_> as tern_wire::Decode<'_>>::decode(value)
+            && hp.mode == Mode::FromRelay
+        {
+            self.conns.on_holepunch_request(now, req, out, &hp, self.net);
             return;
         }
         self.dht.on_request(now, req, out);
@@ -191,6 +209,7 @@ impl Connections {
             holepunch_id: Some(slot),
             error,
             relay_addresses: &[],
+            holepunch_relays: &listener.relays,
         };
         let (reply, handshake) = responder.write_message_2(&payload::encode(&view)).ok()?;
         if let (true, Some(remote_stream)) = (ok, remote.udx_id) {
@@ -203,8 +222,21 @@ impl Connections {
             } else {
                 None
             };
+            // Neither side reachable: a holepunch session answers the client's rounds.
+            // (Reachable ourselves, we only wait for the client, as the reference does.)
+            let punch = (connect_to.is_none() && net.open_address.is_none()).then(|| {
+                let relays = listener.relays.iter().map(|r| r.relay_address).collect();
+                (slot, ResponderSeed { listener: listener.id, client, relays, net })
+            });
             let listener = listener.id;
-            self.accepted.push(Accepted { listener, stream, remote_stream, handshake, connect_to });
+            self.accepted.push(Accepted {
+                listener,
+                stream,
+                remote_stream,
+                handshake,
+                connect_to,
+                punch,
+            });
         }
         Some(reply)
     }
@@ -225,7 +257,17 @@ impl Connections {
             }
             None => {
                 let bound = self.udx.connect_on_first_packet(a.stream, a.remote_stream).is_ok()
-                    && self.await_first_packet(now, a.stream, origin, a.handshake);
+                    && match a.punch {
+                        Some((slot, seed)) => self.start_responder(
+                            now,
+                            slot,
+                            a.stream,
+                            a.remote_stream,
+                            a.handshake,
+                            seed,
+                        ),
+                        None => self.await_first_packet(now, a.stream, origin, a.handshake),
+                    };
                 if !bound {
                     self.udx.destroy(now, a.stream, tx);
                 }
