@@ -16,7 +16,8 @@
 //     writes `bytes` of a fixed pattern, reads the echo, prints one line
 //     {"event":"done","ok":bool,"sent":n,"received":n,"sentSha256":hex,"receivedSha256":hex,
 //      "openMs":x,"transferMs":y} (or {"event":"error","error":msg}) and exits.
-// Every address used is on 127.0.0.0/8.
+// Every address used is on 127.0.0.0/8 unless `host` says otherwise (the NAT test binds
+// 0.0.0.0 inside its network namespaces).
 'use strict'
 
 const DHT = require('hyperdht')
@@ -28,7 +29,7 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 const hex = (b) => Buffer.from(b).toString('hex')
 
 function makeDht () {
-  const o = { bootstrap: opts.bootstrap || [], host: '127.0.0.1', port: [0, 0] }
+  const o = { bootstrap: opts.bootstrap || [], host: opts.host || '127.0.0.1', port: [0, 0] }
   // Reachable by default so that connects take the direct path on loopback.
   o.firewalled = opts.firewalled === undefined ? false : opts.firewalled
   if (opts.behindNat) {

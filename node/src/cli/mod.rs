@@ -216,8 +216,10 @@ enum Command {
 
 const LISTEN_HELP: &str = "\
 The node takes the node flags of `tern node` (file, TERN_* variables, flags). It is
-reachable (--firewalled false) and persistent by default, which connections need
-until holepunching exists: one side of a connection must be reachable.
+reachable (--firewalled false) and persistent by default, for a public host. Behind a
+NAT pass --firewalled true: the node then tests whether it is reachable, and while it
+is not, clients reach it by holepunching (both NATs must keep ports stable; tern cannot
+punch out of a port-randomising NAT, see README).
 
 The public key (hex) is the first line on stdout; logs go to stderr. Without --echo
 the command serves one connection and exits when both directions have ended.
@@ -230,9 +232,10 @@ Examples:
 
 const CONNECT_HELP: &str = "\
 The node takes the node flags of `tern node` (file, TERN_* variables, flags), but is
-ephemeral unless --ephemeral false is given: a client need not join routing tables.
-Exits non-zero with the reason when the connection cannot be made (no server found,
-refused by its firewall, both sides firewalled).
+ephemeral and firewalled unless --ephemeral false / --firewalled false are given: a
+client need not join routing tables, and when the server is not reachable either the
+two holepunch. Exits non-zero with the reason when the connection cannot be made (no
+server found, refused by its firewall, holepunch failed).
 
 Example (against `tern listen` above):
   echo hello | tern connect <PUBLIC_KEY_HEX> --bootstrap 127.0.0.1:49736";
@@ -304,8 +307,12 @@ pub fn main() -> ExitCode {
         Command::Listen { flags, .. } => flags.clone().into(),
         Command::Connect { flags, .. } => {
             let mut flags = flags.clone();
-            // A client stays out of routing tables unless asked otherwise.
+            // A client stays out of routing tables unless asked otherwise, and assumes a
+            // NAT (as hyperdht does): claiming OPEN from behind one would send the server
+            // to an address that drops its packets, while UNKNOWN costs nothing when the
+            // server is reachable and holepunches when it is not.
             flags.ephemeral.get_or_insert(true);
+            flags.firewalled.get_or_insert(true);
             flags.into()
         }
         _ => NodeFlags::default(),

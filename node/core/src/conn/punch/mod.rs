@@ -231,6 +231,24 @@ impl Session {
         secretbox::holepunch_token(host, &self.token_secret)
     }
 
+    /// The strategy for both NAT classes (reference `_punch`), `None` when none fits:
+    /// RANDOM on our side would need the reference's birthday sockets (see the module
+    /// docs); CONSISTENT here / RANDOM there needs a verified remote host and the
+    /// random-punch throttle's permission.
+    fn strategy(&self, random_ok: bool) -> Option<Strategy> {
+        let (local, remote) = (self.local.firewall, self.remote_firewall);
+        if consistent(local) && consistent(remote) {
+            return Some(Strategy::Consistent);
+        }
+        let verified = self.remote.iter().find(|a| a.verified).map(|a| *a.addr.ip());
+        match verified {
+            Some(host) if consistent(local) && remote == Firewall::Random && random_ok => {
+                Some(Strategy::RandomPorts(host))
+            }
+            _ => None,
+        }
+    }
+
     fn next_wake(&self) -> Timestamp {
         let punch = self.punching.as_ref().map_or(Timestamp::NEVER, |p| p.next);
         let wake = self.client.as_ref().map_or(Timestamp::NEVER, |c| c.wake);
@@ -344,19 +362,7 @@ impl Connections {
         if s.punching.is_some() {
             return true;
         }
-        let (local, remote) = (s.local.firewall, s.remote_firewall);
-        let verified = s.remote.iter().find(|a| a.verified).map(|a| *a.addr.ip());
-        let strategy = if consistent(local) && consistent(remote) {
-            Strategy::Consistent
-        } else if consistent(local)
-            && remote == Firewall::Random
-            && let Some(host) = verified
-            && random_ok
-        {
-            Strategy::RandomPorts(host)
-        } else {
-            return false;
-        };
+        let Some(strategy) = s.strategy(random_ok) else { return false };
         let random = strategy != Strategy::Consistent;
         // The responder waits a second first: the initiator's first probes are already on
         // their way ("fast mode").

@@ -127,6 +127,12 @@ impl Connections {
                 self.pending_ends.push(stream);
                 return;
             }
+            if s.strategy(random_ok).is_none() {
+                answer.error = PayloadError::Aborted;
+                self.reply_holepunch(req, out, hp, stream, &answer);
+                self.pending_ends.push(stream);
+                return;
+            }
             self.pending_punches.push(stream);
         }
         let Some(s) = self.punches.get(&stream) else { return };
