@@ -299,9 +299,12 @@ impl Node {
         // Datagrams of at most one byte are holepunch probes (spec §10.4); UDX claims its
         // own streams' packets next (spec transport §1.5); the rest is dht-rpc (which
         // drops anything else as undecodable).
-        if data.len() <= 1 {
-            self.conns.on_probe(now, socket, from, tx);
-        } else if !self.conns.udx().handle_datagram(now, socket, from, data, tx) {
+        let claimed = if data.len() <= 1 {
+            self.conns.on_probe(now, socket, from, tx)
+        } else {
+            self.conns.udx().handle_datagram(now, socket, from, data, tx)
+        };
+        if !claimed {
             let net = self.net_view();
             let mut handlers = Handlers { dht: &mut self.server, conns: &mut self.conns, net };
             self.rpc.handle_datagram(now, socket, from, data, &mut handlers, tx);

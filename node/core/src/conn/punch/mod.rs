@@ -424,21 +424,23 @@ impl Connections {
     }
 
     /// A probe (a datagram of at most one byte) arrived. A client session whose peer it
-    /// comes from is connected; a server session echoes it.
+    /// comes from is connected; a server session echoes it. False when no session knows
+    /// the sender (the datagram is then the rpc layer's to count as too short).
     pub(crate) fn on_probe(
         &mut self,
         now: Timestamp,
         socket: SocketId,
         from: SocketAddrV4,
         tx: &mut TxQueue,
-    ) {
-        self.stats.probes_received += 1;
+    ) -> bool {
         let host = *from.ip();
         let mut connected = None;
+        let mut claimed = false;
         for s in self.punches.values_mut() {
             if !s.known_hosts.contains(&host) && !s.remote.iter().any(|a| *a.addr.ip() == host) {
                 continue;
             }
+            claimed = true;
             match s.origin {
                 // The initiator takes the first probe from its peer: from an address the
                 // peer told us or the relay saw, or any port of its host behind a
@@ -460,8 +462,11 @@ impl Connections {
                 }
             }
         }
-        let Some(stream) = connected else { return };
-        let Some(s) = self.punches.remove(&stream) else { return };
+        if claimed {
+            self.stats.probes_received += 1;
+        }
+        let Some(stream) = connected else { return claimed };
+        let Some(s) = self.punches.remove(&stream) else { return true };
         self.forget_session(&s);
         if s.punching.as_ref().is_some_and(|p| p.random) {
             self.last_random_punch = Some(now);
@@ -473,6 +478,7 @@ impl Connections {
             self.udx.destroy(now, stream, tx);
             self.fail(op, ConnectError::Local("stream connect failed"));
         }
+        true
     }
 
     /// Timers of the sessions: probes due, the UNKNOWN grace second, deadlines.
