@@ -4,12 +4,14 @@
 //!   mutable and immutable records) with hyperdht's ageing and explicit budgets.
 //! * [`server`]: [`DhtServer`], the [`tern_rpc::Handler`] answering hyperdht commands
 //!   with the reference's exact replies, error codes and silent drops, and relaying
-//!   PEER_HANDSHAKE / PEER_HOLEPUNCH for announced servers.
+//!   PEER_HANDSHAKE / PEER_HOLEPUNCH for announced servers ([`relay_guard`] keeps
+//!   that routing from being aimed at third parties).
 //! * [`client`]: [`DhtClient`], lookup / announce / unannounce / find_peer / mutable and
 //!   immutable put and get as queries plus commit rounds, verifying every reply.
 
 pub mod cache;
 pub mod client;
+pub mod relay_guard;
 pub mod server;
 pub mod store;
 pub mod topics;

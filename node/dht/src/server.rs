@@ -19,6 +19,7 @@ use tern_wire::hyperdht::{
 use tern_wire::rpc::{Request, error_code};
 use tern_wire::{Decode, Encode};
 
+use crate::relay_guard::RelayGuard;
 use crate::store::{Bump, RefreshEntry, RouterEntry, Store};
 
 /// Records per LOOKUP reply (hyperdht: 20).
@@ -40,12 +41,14 @@ pub struct DhtServer {
     pub wall_clock_offset_ms: u64,
     /// Reused encode buffer for relayed messages (no allocation once warm).
     scratch: Vec<u8>,
+    /// Relayed client requests awaiting the server's answer (hyperdht issue 296).
+    relays: RelayGuard,
 }
 
 impl DhtServer {
     /// A server around `store`.
     pub fn new(store: Store) -> Self {
-        Self { store, wall_clock_offset_ms: 0, scratch: Vec::new() }
+        Self { store, wall_clock_offset_ms: 0, scratch: Vec::new(), relays: RelayGuard::default() }
     }
 
     /// A scratch buffer able to hold `value_len` plus routing fields.
@@ -72,8 +75,8 @@ impl Handler for DhtServer {
             return out.error(error_code::UNKNOWN_COMMAND);
         };
         match cmd {
-            Command::PeerHandshake => return self.route_handshake(req, out),
-            Command::PeerHolepunch => return self.route_holepunch(req, out),
+            Command::PeerHandshake => return self.route_handshake(now, req, out),
+            Command::PeerHolepunch => return self.route_holepunch(now, req, out),
             _ => {}
         }
         // Storage is served only by persistent nodes (spec §8.1).
@@ -122,18 +125,37 @@ impl DhtServer {
         if n == 0 {
             return out.reply(None);
         }
-        let mut raw = [0u8; (MAX_LOOKUP_RECORDS + 1) * MAX_RECORD_LEN];
-        let mut len = 0;
-        for rec in &slots[..n] {
-            raw[len..len + rec.len()].copy_from_slice(rec);
-            len += rec.len();
-        }
+        // An unauthenticated request's reply budget (tern_rpc::RECOMMENDED_MAX_REPLY_RATIO)
+        // is met by sending fewer peers — a shorter list is a valid reply — rather than
+        // none; the last record goes first (the router entry when present).
+        let budget = out.value_budget(ReplyFields::GENERIC);
         let bump = store.bumps.peek(target).map_or(0, |b| b.0);
-        let reply = LookupReply { peers: PeerRecords::Raw { count: n, bytes: &raw[..len] }, bump };
+        let mut raw = [0u8; (MAX_LOOKUP_RECORDS + 1) * MAX_RECORD_LEN];
         let mut buf = [0u8; (MAX_LOOKUP_RECORDS + 1) * MAX_RECORD_LEN + 20];
-        match reply.encode(&mut buf) {
-            Ok(len) => out.reply(Some(&buf[..len])),
-            Err(_) => out.reply(None),
+        let mut trimmed = false;
+        // At most MAX_LOOKUP_RECORDS + 1 rounds: n shrinks every time round.
+        let encoded = loop {
+            let mut len = 0;
+            for rec in &slots[..n] {
+                raw[len..len + rec.len()].copy_from_slice(rec);
+                len += rec.len();
+            }
+            let peers = PeerRecords::Raw { count: n, bytes: &raw[..len] };
+            let Ok(encoded) = (LookupReply { peers, bump }).encode(&mut buf) else { break None };
+            match budget {
+                Some(b) if encoded > b && n > 1 => {
+                    n -= 1;
+                    trimmed = true;
+                }
+                _ => break Some(encoded),
+            }
+        };
+        if trimmed {
+            out.count_trimmed();
+        }
+        match encoded {
+            Some(len) => out.reply(Some(&buf[..len])),
+            None => out.reply(None),
         }
     }
 
@@ -354,7 +376,12 @@ impl DhtServer {
     }
 
     /// PEER_HANDSHAKE at a node that is not the server (spec §9.2).
-    fn route_handshake(&mut self, req: &IncomingRequest<'_>, out: &mut Responder<'_>) {
+    fn route_handshake(
+        &mut self,
+        now: Timestamp,
+        req: &IncomingRequest<'_>,
+        out: &mut Responder<'_>,
+    ) {
         let q = &req.request;
         let (Some(target), Some(value)) = (q.target, q.value) else {
             self.store.stats.malformed += 1;
@@ -370,12 +397,13 @@ impl DhtServer {
         }
         let router = self.store.router.get(&NodeId(*target)).map(|r| r.relay);
         let mut buf = self.scratch(value.len());
-        self.route_handshake_mode(req, out, &hs, router, &mut buf);
+        self.route_handshake_mode(now, req, out, &hs, router, &mut buf);
         self.scratch = buf;
     }
 
     fn route_handshake_mode(
         &mut self,
+        now: Timestamp,
         req: &IncomingRequest<'_>,
         out: &mut Responder<'_>,
         hs: &Handshake<'_>,
@@ -385,10 +413,16 @@ impl DhtServer {
         let q = &req.request;
         match hs.mode {
             Mode::FromClient => {
-                let Some(to) = hs.relay_address.or(router) else {
+                // Only to the registered server: a client-named relayAddress (which JS
+                // clients never send) would let anyone aim us at any address.
+                let Some(to) = router else {
+                    if hs.relay_address.is_some() {
+                        self.store.stats.relay_refused += 1;
+                    }
                     // Not routing for this server: an empty reply lets the client move on.
                     return out.reply_with(None, error_code::OK, ReplyFields::CLOSER);
                 };
+                self.relays.remember(now, req.from, q.tid);
                 let fwd = Handshake {
                     mode: Mode::FromRelay,
                     noise: hs.noise,
@@ -409,6 +443,10 @@ impl DhtServer {
             }
             Mode::FromServer => {
                 let Some(client) = hs.peer_address else { return };
+                if !self.relays.take(now, client, q.tid) {
+                    self.store.stats.relay_refused += 1;
+                    return;
+                }
                 let reply = Handshake {
                     mode: Mode::Reply,
                     noise: hs.noise,
@@ -439,7 +477,12 @@ impl DhtServer {
     }
 
     /// PEER_HOLEPUNCH at a relay (spec §10.1).
-    fn route_holepunch(&mut self, req: &IncomingRequest<'_>, out: &mut Responder<'_>) {
+    fn route_holepunch(
+        &mut self,
+        now: Timestamp,
+        req: &IncomingRequest<'_>,
+        out: &mut Responder<'_>,
+    ) {
         let q = &req.request;
         let (Some(target), Some(value)) = (q.target, q.value) else {
             self.store.stats.malformed += 1;
@@ -451,12 +494,13 @@ impl DhtServer {
         };
         let mut buf = self.scratch(value.len());
         let router = self.store.router.get(&NodeId(*target)).map(|r| r.relay);
-        self.route_holepunch_mode(req, out, &hp, router, &mut buf);
+        self.route_holepunch_mode(now, req, out, &hp, router, &mut buf);
         self.scratch = buf;
     }
 
     fn route_holepunch_mode(
         &mut self,
+        now: Timestamp,
         req: &IncomingRequest<'_>,
         out: &mut Responder<'_>,
         hp: &Holepunch<'_>,
@@ -466,7 +510,18 @@ impl DhtServer {
         let q = &req.request;
         match hp.mode {
             Mode::FromClient => {
-                let Some(to) = hp.peer_address.or(router) else { return };
+                // peerAddress is the server's address as this relay saw it: followed
+                // only on the registered server's host (its port may have been remapped).
+                let to = match (router, hp.peer_address) {
+                    (Some(r), Some(p)) if p.ip() == r.ip() => p,
+                    (Some(r), None) => r,
+                    (None, None) => return,
+                    _ => {
+                        self.store.stats.relay_refused += 1;
+                        return;
+                    }
+                };
+                self.relays.remember(now, req.from, q.tid);
                 let fwd = Holepunch {
                     mode: Mode::FromRelay,
                     id: hp.id,
@@ -477,6 +532,10 @@ impl DhtServer {
             }
             Mode::FromServer => {
                 let Some(client) = hp.peer_address else { return };
+                if !self.relays.take(now, client, q.tid) {
+                    self.store.stats.relay_refused += 1;
+                    return;
+                }
                 let reply = Holepunch {
                     mode: Mode::Reply,
                     id: hp.id,

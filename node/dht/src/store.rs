@@ -109,6 +109,9 @@ pub struct StoreStats {
     pub seq_refused: u64,
     /// Handshakes and holepunches relayed.
     pub relayed: u64,
+    /// Handshakes and holepunches not relayed because they named a destination that
+    /// neither registered here nor asked us (see `relay_guard`).
+    pub relay_refused: u64,
 }
 
 /// The stores of one node.

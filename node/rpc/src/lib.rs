@@ -19,6 +19,8 @@ pub mod table;
 pub use node::{QueryId, ReqId, Rpc, RpcConfig, RpcEvent};
 pub use query::{QuerySpec, Reply};
 pub use ratelimit::{RateLimit, RateLimiter};
-pub use server::{Handler, IncomingRequest, NoApplication, ReplyFields, Responder};
+pub use server::{
+    Handler, IncomingRequest, NoApplication, RECOMMENDED_MAX_REPLY_RATIO, ReplyFields, Responder,
+};
 pub use stats::{DropReason, RpcStats};
 pub use table::{AddOutcome, K, RoutingTable, TableNode};

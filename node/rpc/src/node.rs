@@ -46,6 +46,12 @@ pub struct RpcConfig {
     /// Per-source-IP limit on incoming requests. Default [`RateLimit::OFF`], as
     /// dht-rpc has none; public nodes should set [`RateLimit::default`].
     pub rate_limit: RateLimit,
+    /// Most reply bytes per request byte for requests without a valid token (which
+    /// may carry a spoofed source: a reflection attack's amplification factor); over
+    /// it closer nodes, then values are left out. 0 (the default, as dht-rpc) turns
+    /// the cap off; public nodes should set
+    /// [`crate::RECOMMENDED_MAX_REPLY_RATIO`].
+    pub max_reply_ratio: u32,
 }
 
 impl Default for RpcConfig {
@@ -60,6 +66,7 @@ impl Default for RpcConfig {
             retries: 3,
             max_ping_delay: Duration::from_secs(10),
             rate_limit: RateLimit::OFF,
+            max_reply_ratio: 0,
         }
     }
 }
@@ -334,7 +341,7 @@ impl Rpc {
                 if let Some(id) = from_id {
                     self.node_seen(now, id, from, req.to, socket, tx);
                 }
-                self.on_request(now, socket, from, from_id, req, handler, tx);
+                self.on_request(now, socket, from, from_id, (req, data.len()), handler, tx);
             }
             Ok(Message::Response(res)) => self.on_response(now, socket, from, res, tx),
         }

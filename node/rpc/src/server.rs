@@ -27,6 +27,17 @@ pub const MAX_DATAGRAM: usize = 65_507;
 pub const MAX_DELAYED_PINGS: usize = 1024;
 /// Concurrent liveness checks caused by DOWN_HINTs (dht-rpc: 10).
 pub const MAX_DOWN_HINT_CHECKS: usize = 10;
+/// The recommended [`crate::RpcConfig::max_reply_ratio`] for a public node (what `tern
+/// node` runs with; dht-rpc has no such cap). A request without a valid token may come
+/// from a spoofed source, so its reply is bounded to this many times its size. 20× lets
+/// every ordinary reply through whole — FIND_NODE with 20 closer nodes is ~4× a
+/// client's 43-byte request, a LOOKUP with 20 peers ~20× — while a 16 KiB mutable
+/// value fetched by a 47-byte MUTABLE_GET (350×) can no longer be reflected at a victim.
+pub const RECOMMENDED_MAX_REPLY_RATIO: u32 = 20;
+/// Bytes of one closer node on the wire (IPv4 + port).
+const CLOSER_NODE_BYTES: usize = 6;
+/// The largest length prefix of a reply value (compact-encoding uint up to 65 535).
+const VALUE_PREFIX_MAX: usize = 3;
 
 /// An application-space request that passed the id and token checks.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +81,9 @@ pub struct Responder<'a> {
     pub(crate) from: SocketAddrV4,
     pub(crate) tid: u16,
     pub(crate) target: Option<[u8; 32]>,
+    /// Most bytes the reply to the requester may take (`None`: no cap): set for
+    /// requests without a valid token when `RpcConfig::max_reply_ratio` is on.
+    pub(crate) budget: Option<usize>,
 }
 
 /// Which optional fields a reply carries.
@@ -112,7 +126,11 @@ impl Responder<'_> {
         self.own_id.filter(|_| self.socket == SocketId::SERVER).map(|id| id.0)
     }
 
-    /// Sends a response with the given fields to the requester.
+    /// Sends a response with the given fields to the requester. Over the reply budget
+    /// (an unauthenticated request, see [`RECOMMENDED_MAX_REPLY_RATIO`]) the farthest
+    /// closer nodes are left out first, then the value, never the token or the error:
+    /// both are things the protocol lets a node omit (the requester walks on to other
+    /// nodes, or asks again with the token it was given).
     pub fn reply_with(&mut self, value: Option<&[u8]>, error: u64, fields: ReplyFields) {
         let token = fields.token.then(|| self.tokens.token(*self.from.ip()));
         let mut closer = [SocketAddrV4::new([0, 0, 0, 0].into(), 0); K];
@@ -126,7 +144,7 @@ impl Responder<'_> {
             }
         }
         let id = self.id_field();
-        let res = Response {
+        let mut res = Response {
             tid: self.tid,
             to: self.from,
             id: id.as_ref(),
@@ -135,7 +153,59 @@ impl Responder<'_> {
             error,
             value,
         };
+        if let Some(budget) = self.budget {
+            let len = res.encoded_len();
+            if len > budget {
+                self.stats.replies_trimmed += 1;
+                let full = n;
+                // Whole nodes first by arithmetic, then one at a time for the count
+                // prefix (bounded by k iterations).
+                n -= (len - budget).div_ceil(CLOSER_NODE_BYTES).min(n);
+                res.closer_nodes = AddrList::Items(&closer[..n]);
+                while n > 0 && res.encoded_len() > budget {
+                    n -= 1;
+                    res.closer_nodes = AddrList::Items(&closer[..n]);
+                }
+                if res.value.is_some() && res.encoded_len() > budget {
+                    self.stats.values_withheld += 1;
+                    res.value = None;
+                    // Room freed by the value goes back to closer nodes.
+                    while n < full {
+                        res.closer_nodes = AddrList::Items(&closer[..n + 1]);
+                        if res.encoded_len() > budget {
+                            res.closer_nodes = AddrList::Items(&closer[..n]);
+                            break;
+                        }
+                        n += 1;
+                    }
+                }
+            }
+        }
         self.push(self.from, &res);
+    }
+
+    /// Bytes a value may take in a reply with `fields` before the reply budget forces
+    /// it out (`None`: no cap), assuming no closer nodes. Handlers that can shorten
+    /// their value (LOOKUP: fewer peers) size it with this.
+    pub fn value_budget(&self, fields: ReplyFields) -> Option<usize> {
+        let budget = self.budget?;
+        let token = fields.token.then_some([0u8; 32]);
+        let id = self.id_field();
+        let bare = Response {
+            tid: self.tid,
+            to: self.from,
+            id: id.as_ref(),
+            token: token.as_ref(),
+            closer_nodes: AddrList::EMPTY,
+            error: error_code::OK,
+            value: None,
+        };
+        Some(budget.saturating_sub(bare.encoded_len() + VALUE_PREFIX_MAX))
+    }
+
+    /// Counts a reply a handler shortened to fit [`Responder::value_budget`].
+    pub fn count_trimmed(&mut self) {
+        self.stats.replies_trimmed += 1;
     }
 
     /// The generic reply: value, token and closer nodes (hyperdht's `req.reply`).
@@ -210,7 +280,17 @@ impl Rpc {
             from,
             tid: req.tid,
             target: req.target.copied(),
+            budget: None,
         }
+    }
+
+    /// The reply budget of a request `req_len` bytes long: capped when the ratio is on
+    /// and the request carried no token (one that carried a token only gets here once
+    /// the token checked out: it proves the requester received an earlier reply of ours
+    /// at this address, so the address is not spoofed).
+    fn reply_budget(&self, req: &Request<'_>, req_len: usize) -> Option<usize> {
+        let ratio = self.config.max_reply_ratio;
+        (ratio > 0 && req.token.is_none()).then(|| req_len.saturating_mul(ratio as usize))
     }
 
     /// Handles a decoded request: token check, internal commands, or the application.
@@ -221,7 +301,7 @@ impl Rpc {
         socket: SocketId,
         from: SocketAddrV4,
         from_id: Option<NodeId>,
-        req: Request<'_>,
+        (req, req_len): (Request<'_>, usize),
         handler: &mut H,
         tx: &mut TxQueue,
     ) {
@@ -229,14 +309,20 @@ impl Rpc {
             && !self.tokens.check(*from.ip(), token)
         {
             self.stats.invalid_tokens += 1;
+            // An invalid token authenticates nothing: capped like no token at all.
+            let ratio = self.config.max_reply_ratio as usize;
+            let budget = (ratio > 0).then(|| req_len.saturating_mul(ratio));
             let mut out = self.responder(tx, socket, from, &req);
+            out.budget = budget;
             out.reply_with(None, error_code::INVALID_TOKEN, ReplyFields::GENERIC);
             return;
         }
+        let budget = self.reply_budget(&req, req_len);
         if !req.internal {
             self.stats.app_requests += 1;
             let incoming = IncomingRequest { from, socket, from_id, request: req };
             let mut out = self.responder(tx, socket, from, &req);
+            out.budget = budget;
             handler.on_request(now, &incoming, &mut out);
             return;
         }
@@ -248,12 +334,18 @@ impl Rpc {
             }
             Some(InternalCommand::PingNat) => self.on_ping_nat(socket, from, &req, tx),
             Some(InternalCommand::FindNode) if req.target.is_some() => {
-                self.responder(tx, socket, from, &req).reply_with(None, 0, ReplyFields::CLOSER)
+                let mut out = self.responder(tx, socket, from, &req);
+                out.budget = budget;
+                out.reply_with(None, 0, ReplyFields::CLOSER)
             }
             Some(InternalCommand::DownHint) => self.on_down_hint(now, socket, from, &req, tx),
             Some(InternalCommand::DelayedPing) => self.on_delayed_ping(now, socket, from, &req),
             Some(InternalCommand::FindNode) => self.stats.drop(DropReason::MalformedInternal),
-            None => self.responder(tx, socket, from, &req).error(error_code::UNKNOWN_COMMAND),
+            None => {
+                let mut out = self.responder(tx, socket, from, &req);
+                out.budget = budget;
+                out.error(error_code::UNKNOWN_COMMAND)
+            }
         }
     }
 

@@ -60,6 +60,11 @@ pub struct RpcStats {
     pub invalid_ids: u64,
     /// Requests dropped by the per-IP rate limit.
     pub rate_limited: u64,
+    /// Replies shortened to the reply budget of an unauthenticated request (closer
+    /// nodes or LOOKUP peers left out).
+    pub replies_trimmed: u64,
+    /// Replies whose value was left out because it alone exceeded the budget.
+    pub values_withheld: u64,
 }
 
 impl RpcStats {
