@@ -25,6 +25,7 @@
 //! the sans-IO crates `tern-rpc`, `tern-dht` and `tern-core`.
 
 mod api;
+pub mod snapshot;
 
 pub use api::conn::Server;
 pub use api::dht::{

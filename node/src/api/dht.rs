@@ -525,6 +525,12 @@ impl Dht {
         pending
     }
 
+    /// Up to `limit` addresses of the first shard's routing table, most recently heard
+    /// from first ([`DhtMonitor::table_nodes`] gathers every shard's).
+    pub fn table_nodes(&self, limit: usize) -> Pending<Vec<SocketAddrV4>> {
+        crate::api::monitor::table_nodes_of(&self.handle, limit)
+    }
+
     /// A snapshot of the node's counters.
     pub fn stats(&self) -> Pending<NodeStats> {
         let (tx, pending) = Pending::channel();

@@ -49,6 +49,8 @@ pub enum ApiCommand {
     Op(Box<NodeCommand>, Route),
     /// A snapshot of the counters.
     Stats(oneshot::Sender<Result<NodeStats, DhtError>>),
+    /// Up to `limit` routing-table addresses, most recently heard from first.
+    TableNodes(usize, oneshot::Sender<Result<Vec<SocketAddrV4>, DhtError>>),
     /// A datagram another shard of the same node received on the shared server
     /// socket and passed here (see `shard`); `hops` counts passes so far.
     Forwarded { from: SocketAddrV4, data: Box<[u8]>, hops: u8 },
@@ -304,6 +306,12 @@ impl Endpoint for ApiNode {
             }
             ApiCommand::Stats(tx) => {
                 let _ = tx.send(Ok(self.node.stats()));
+            }
+            ApiCommand::TableNodes(limit, tx) => {
+                let mut nodes: Vec<_> = self.node.rpc().table().iter().collect();
+                // Most recently heard from first: the likeliest to be up later.
+                nodes.sort_by_key(|n| std::cmp::Reverse(n.seen));
+                let _ = tx.send(Ok(nodes.into_iter().take(limit).map(|n| n.addr).collect()));
             }
             ApiCommand::Pump(id) => {
                 self.streams.pump(&mut self.node, now, id, tx);

@@ -2,6 +2,7 @@
 //! observers on other threads (the CLI's admin listener), so they can read counters
 //! without owning the node — the owner keeps the `Dht` to destroy it on shutdown.
 
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 
 use tern_core::NodeStats;
@@ -45,6 +46,30 @@ impl DhtMonitor {
         self.handles.iter().map(stats_of).collect()
     }
 
+    /// Up to `limit` addresses of the routing tables, most recently heard from first,
+    /// gathered over every shard (each shard keeps its own table) without repeats —
+    /// what a routing-table snapshot saves.
+    pub fn table_nodes(&self, limit: usize) -> Result<Vec<SocketAddrV4>, DhtError> {
+        let mut all: Vec<SocketAddrV4> = Vec::new();
+        let mut last_error = None;
+        for h in &self.handles {
+            match table_nodes_of(h, limit).wait() {
+                Ok(nodes) => {
+                    for n in nodes {
+                        if all.len() < limit && !all.contains(&n) {
+                            all.push(n);
+                        }
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match last_error {
+            Some(e) if all.is_empty() => Err(e),
+            _ => Ok(all),
+        }
+    }
+
     /// What the shards passed between them (`None` for an unsharded node).
     pub fn forwarding_stats(&self) -> Option<ShardStats> {
         self.counters.as_ref().map(|c| c.snapshot())
@@ -56,7 +81,7 @@ impl DhtMonitor {
     }
 
     /// The server socket's local address (once bound).
-    pub fn local_addr(&self) -> Option<std::net::SocketAddrV4> {
+    pub fn local_addr(&self) -> Option<SocketAddrV4> {
         self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).local.first().copied()
     }
 
@@ -64,6 +89,22 @@ impl DhtMonitor {
     /// ask the driver).
     pub fn backend(&self) -> Option<IoBackend> {
         self.backend
+    }
+}
+
+/// Asks one shard for its table (see [`DhtMonitor::table_nodes`]).
+pub(crate) fn table_nodes_of(
+    h: &EndpointHandle<ApiNode>,
+    limit: usize,
+) -> Pending<Vec<SocketAddrV4>> {
+    let (tx, pending) = Pending::channel();
+    match h.send(ApiCommand::TableNodes(limit, tx)) {
+        Ok(()) => pending,
+        Err(e) => Pending::ready(Err(if matches!(e, SendError::Full(_)) {
+            DhtError::Busy
+        } else {
+            DhtError::Closed
+        })),
     }
 }
 

@@ -60,6 +60,12 @@ pub struct NodeSection {
     pub cores: usize,
     /// How long a clean stop may take.
     pub shutdown_timeout_ms: u64,
+    /// Directory for the routing-table snapshots (`routing-table-N.bin`); absent: none
+    /// are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// How often the snapshots are rewritten (and once more at a clean stop).
+    pub snapshot_interval_ms: u64,
 }
 
 impl Default for NodeSection {
@@ -74,6 +80,8 @@ impl Default for NodeSection {
             io: IoMode::Auto.to_string(),
             cores: 1,
             shutdown_timeout_ms: 10_000,
+            state_dir: None,
+            snapshot_interval_ms: 60_000,
         }
     }
 }
@@ -113,6 +121,9 @@ pub struct RpcSection {
     pub retries: u8,
     /// Longest DELAYED_PING honoured.
     pub max_ping_delay_ms: u64,
+    /// Most reply bytes per request byte for requests without a valid token (the
+    /// amplification a spoofed source could get); 0: no cap.
+    pub max_reply_ratio: u32,
     /// Per-source-IP limit on incoming requests.
     pub rate_limit: RateLimitSection,
 }
@@ -140,6 +151,8 @@ impl Default for RpcSection {
             request_timeout_ms: millis(d.request_timeout),
             retries: d.retries,
             max_ping_delay_ms: millis(d.max_ping_delay),
+            // Like the rate limit: on for a public node, off in the library.
+            max_reply_ratio: tern_rpc::RECOMMENDED_MAX_REPLY_RATIO,
             rate_limit: RateLimitSection {
                 per_second: rate_limit.per_second,
                 burst: rate_limit.burst,
@@ -294,6 +307,8 @@ pub struct GlobalFlags {
     pub shutdown_timeout: Option<f64>,
     /// `--admin` / `TERN_ADMIN`.
     pub admin: Option<SocketAddr>,
+    /// `--state-dir` / `TERN_STATE_DIR`.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -338,6 +353,9 @@ impl Settings {
         if global.admin.is_some() {
             s.admin.listen = global.admin;
         }
+        if global.state_dir.is_some() {
+            s.node.state_dir = global.state_dir.clone();
+        }
         s.validate()?;
         Ok(s)
     }
@@ -352,12 +370,21 @@ impl Settings {
         );
         anyhow::ensure!(self.node.cores >= 1, "node.cores must be at least 1");
         anyhow::ensure!(self.rpc.request_timeout_ms > 0, "rpc.request_timeout_ms must be > 0");
+        anyhow::ensure!(
+            self.node.snapshot_interval_ms > 0,
+            "node.snapshot_interval_ms must be > 0"
+        );
         Ok(())
     }
 
     /// The driver backend.
     pub fn io(&self) -> anyhow::Result<IoMode> {
         self.node.io.parse().map_err(|e| anyhow::anyhow!("node.io: {e}"))
+    }
+
+    /// How often routing-table snapshots are written.
+    pub fn snapshot_interval(&self) -> Duration {
+        Duration::from_millis(self.node.snapshot_interval_ms)
     }
 
     /// The clean-stop deadline.
@@ -414,6 +441,7 @@ impl Settings {
             request_timeout: Duration::from_millis(r.request_timeout_ms),
             retries: r.retries,
             max_ping_delay: Duration::from_millis(r.max_ping_delay_ms),
+            max_reply_ratio: r.max_reply_ratio,
             rate_limit: RateLimit {
                 per_second: r.rate_limit.per_second,
                 burst: r.rate_limit.burst,

@@ -8,6 +8,7 @@ mod lifecycle;
 mod peer;
 mod probe;
 mod run;
+mod state;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
@@ -40,6 +41,11 @@ pub struct Cli {
     /// by default; meant for loopback or a management network).
     #[arg(long, global = true, env = "TERN_ADMIN", value_name = "HOST:PORT")]
     admin: Option<SocketAddr>,
+    /// Keep routing-table snapshots in this directory (written every minute and at a
+    /// clean stop; read at start as extra bootstrap contacts) for `bootstrap` and
+    /// `node`. One process per directory.
+    #[arg(long, global = true, env = "TERN_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
     /// Log format: `text` (human) or `json` (one object per line) [default: text].
     #[arg(long, global = true, env = "TERN_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -273,6 +279,11 @@ fn run_command(command: Command, settings: &Settings) -> anyhow::Result<()> {
         signal: lifecycle::StopSignal::install()?,
         shutdown_timeout: settings.shutdown_timeout(),
         admin: settings.admin.listen,
+        state: settings
+            .node
+            .state_dir
+            .clone()
+            .map(|dir| state::StateDir { dir, interval: settings.snapshot_interval() }),
     };
     let (io, cores) = (settings.io()?, settings.node.cores);
     match command {
@@ -296,6 +307,7 @@ pub fn main() -> ExitCode {
         cores: cli.cores,
         shutdown_timeout: cli.shutdown_timeout,
         admin: cli.admin,
+        state_dir: cli.state_dir.clone(),
     };
     // The file and the node flags belong to `tern node` (and `config print`) and the
     // single nodes of `listen` / `connect`; the other commands resolve the global flags

@@ -11,6 +11,7 @@ use tern::{Dht, IoMode, KeyPair, NodeConfig, NodeDriver, RpcConfig};
 use crate::cli::admin::{AdminServer, Observed};
 use crate::cli::config::Settings;
 use crate::cli::lifecycle::{self, StopSignal};
+use crate::cli::state::StateDir;
 
 /// How often long-running commands log their state.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
@@ -23,6 +24,8 @@ pub struct Run {
     pub shutdown_timeout: Duration,
     /// Where to serve /metrics, /healthz and /readyz (off when `None`).
     pub admin: Option<SocketAddr>,
+    /// Where routing-table snapshots are kept (`--state-dir`; none when `None`).
+    pub state: Option<StateDir>,
 }
 
 impl Run {
@@ -40,7 +43,11 @@ impl Run {
             }
             None => None,
         };
-        watch(&dhts, &self.signal)?;
+        watch(&dhts, &self.signal, self.state.as_ref())?;
+        // Before the nodes close: the tables are what the next start rejoins through.
+        if let Some(state) = &self.state {
+            state.save(&dhts);
+        }
         let stopped = lifecycle::shutdown(&self.signal, dhts, driver, self.shutdown_timeout);
         // Health stays served until the nodes are down, so a checker sees the stop.
         if let Some(admin) = admin {
@@ -58,7 +65,11 @@ pub fn bootstrap(host: Ipv4Addr, port: u16, settings: &Settings, run: &Run) -> a
         bail!("a bootstrap node needs its public address as --host, not {host}");
     }
     let public = SocketAddrV4::new(host, port);
-    let rpc = RpcConfig { public_addr: Some(public), ..settings.rpc_limits() };
+    let mut rpc = RpcConfig { public_addr: Some(public), ..settings.rpc_limits() };
+    if let Some(state) = &run.state {
+        state.prepare()?;
+        state.load_into(0, &mut rpc);
+    }
     let config =
         NodeConfig { rpc, store: settings.store_limits(), host, port, ..NodeConfig::default() };
     let dht = Dht::start_sharded(config, settings.node.cores, settings.io()?)
@@ -74,8 +85,14 @@ pub fn nodes(settings: &Settings, run: &Run) -> anyhow::Result<()> {
     let (io, cores) = (settings.io()?, settings.node.cores);
     let driver = tern::node_driver_with(1, "tern-node", io)?;
     let mut dhts = Vec::new();
+    if let Some(state) = &run.state {
+        state.prepare()?;
+    }
     for i in 0..settings.node.nodes.max(1) {
-        let config = settings.node_config(i);
+        let mut config = settings.node_config(i);
+        if let Some(state) = &run.state {
+            state.load_into(usize::from(i), &mut config.rpc);
+        }
         dhts.push(if cores > 1 {
             Dht::start_sharded(config, cores, io)?
         } else {
@@ -89,9 +106,24 @@ pub fn nodes(settings: &Settings, run: &Run) -> anyhow::Result<()> {
     run.serve(dhts, Some(driver))
 }
 
-/// Logs each node's state every [`STATUS_EVERY`] until a stop signal arrives.
-fn watch(dhts: &[Dht], signal: &StopSignal) -> anyhow::Result<()> {
+/// Logs each node's state every [`STATUS_EVERY`], and writes the routing-table
+/// snapshots every `state.interval`, until a stop signal arrives.
+fn watch(dhts: &[Dht], signal: &StopSignal, state: Option<&StateDir>) -> anyhow::Result<()> {
+    let mut next_status = Instant::now();
+    let mut next_snapshot = state.map(|s| Instant::now() + s.interval);
     while !signal.received() {
+        if let (Some(state), Some(at)) = (state, next_snapshot.as_mut())
+            && Instant::now() >= *at
+        {
+            state.save(dhts);
+            *at = Instant::now() + state.interval;
+        }
+        if Instant::now() < next_status {
+            let wake = next_snapshot.map_or(next_status, |s| s.min(next_status));
+            signal.sleep(wake.saturating_duration_since(Instant::now()));
+            continue;
+        }
+        next_status = Instant::now() + STATUS_EVERY;
         for d in dhts {
             let stats = d.stats().wait()?;
             tracing::info!(
@@ -103,7 +135,6 @@ fn watch(dhts: &[Dht], signal: &StopSignal) -> anyhow::Result<()> {
                 "status"
             );
         }
-        signal.sleep(STATUS_EVERY);
     }
     Ok(())
 }

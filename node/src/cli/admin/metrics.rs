@@ -78,6 +78,8 @@ fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
         t.tx_queue_full += r.tx_queue_full;
         t.invalid_ids += r.invalid_ids;
         t.rate_limited += r.rate_limited;
+        t.replies_trimmed += r.replies_trimmed;
+        t.values_withheld += r.values_withheld;
         let (st, ss) = (&mut total.store, &s.store);
         st.bad_signatures += ss.bad_signatures;
         st.malformed += ss.malformed;
@@ -85,6 +87,7 @@ fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
         st.topic_full += ss.topic_full;
         st.seq_refused += ss.seq_refused;
         st.relayed += ss.relayed;
+        st.relay_refused += ss.relay_refused;
         // Records are partitioned over shards (sum); the table is per shard (max).
         total.records += s.records;
         total.record_bytes += s.record_bytes;
@@ -113,6 +116,12 @@ pub fn render(observed: &Observed) -> String {
         Family::new("tern_request_timeouts_total", "counter", "Requests out of retries.");
     let mut relayed =
         Family::new("tern_relayed_total", "counter", "Handshakes and holepunches relayed.");
+    let mut capped = Family::new(
+        "tern_replies_capped_total",
+        "counter",
+        "Replies to unauthenticated requests cut to the reply budget (trimmed: closer nodes \
+         or peers left out; withheld: the value left out).",
+    );
     let mut table = Family::new("tern_routing_table_nodes", "gauge", "Routing table size.");
     let mut records = Family::new("tern_records", "gauge", "Topic records stored.");
     let mut bytes = Family::new("tern_record_bytes", "gauge", "Bytes of topic records stored.");
@@ -141,6 +150,7 @@ pub fn render(observed: &Observed) -> String {
             ("invalid_id", r.invalid_ids),
             ("invalid_token", r.invalid_tokens),
             ("rate_limited", r.rate_limited),
+            ("relay_refused", s.relay_refused),
         ] {
             drops.add(format!("{l},reason=\"{reason}\""), v);
         }
@@ -157,6 +167,8 @@ pub fn render(observed: &Observed) -> String {
         sent.add(l.clone(), r.requests_sent);
         timeouts.add(l.clone(), r.timeouts);
         relayed.add(l.clone(), s.relayed);
+        capped.add(format!("{l},action=\"trimmed\""), r.replies_trimmed);
+        capped.add(format!("{l},action=\"withheld\""), r.values_withheld);
         table.add(l.clone(), n.total.table_len as u64);
         records.add(l.clone(), n.total.records as u64);
         bytes.add(l.clone(), n.total.record_bytes as u64);
@@ -181,6 +193,7 @@ pub fn render(observed: &Observed) -> String {
         &sent,
         &timeouts,
         &relayed,
+        &capped,
         &table,
         &records,
         &bytes,
