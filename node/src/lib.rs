@@ -34,7 +34,7 @@ pub use api::dht::{
 };
 pub use api::endpoint::ApiNode;
 pub use api::error::{BindError, DhtError};
-pub use api::monitor::DhtMonitor;
+pub use api::monitor::{DhtMonitor, ShardLoad};
 pub use api::pending::{LookupReply, LookupStream, Pending};
 pub use api::shard::ShardStats;
 pub use api::stream::{ReadHalf, SecureStream, WriteHalf};

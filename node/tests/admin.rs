@@ -133,12 +133,21 @@ fn health_metrics_and_json_logs() {
         "tern_record_bytes",
         "tern_persistent",
         "tern_shard_requests_total",
+        "tern_shard_cpu_seconds_total",
+        "tern_shard_mailbox_depth",
+        "tern_replies_capped_total",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing:\n{metrics}");
     }
     assert!(metrics.contains("tern_nodes 4"), "{metrics}");
     assert!(metrics.contains("command=\"find_node\""), "{metrics}");
     assert!(metrics.contains("reason=\"decode_error\""), "{metrics}");
+    let cpu = metrics
+        .lines()
+        .find(|l| l.starts_with("tern_shard_cpu_seconds_total{"))
+        .and_then(|l| l.rsplit_once(' '))
+        .map(|(_, v)| v.parse::<f64>().unwrap());
+    assert!(cpu.is_some_and(|s| s > 0.0), "a driver thread has run: {metrics}");
 
     assert_eq!(http(27290, "POST /metrics HTTP/1.1\r\n\r\n").0, 405);
     assert_eq!(get(27290, "/nope").0, 404);

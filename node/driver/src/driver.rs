@@ -296,6 +296,9 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
                     if pin {
                         pin_to_cpu(thread);
                     }
+                    // SAFETY: gettid has no preconditions and cannot fail.
+                    let tid = unsafe { libc::gettid() };
+                    thread_shared.os_tid.store(tid, Ordering::Relaxed);
                     let result =
                         run_thread(backend, clock, thread_shared, receiver, config, init_tx);
                     if let Err(e) = &result {
@@ -515,6 +518,18 @@ impl<E: Endpoint> EndpointHandle<E> {
     /// The driver thread the endpoint runs on.
     pub fn thread(&self) -> usize {
         self.thread
+    }
+
+    /// The OS thread id of that driver thread (`None` before it started), e.g. to read
+    /// its CPU time from `/proc/self/task/<tid>/schedstat`.
+    pub fn thread_os_id(&self) -> Option<i32> {
+        Some(self.shared.os_tid.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
+    /// Messages waiting in the thread's mailbox (commands and forwarded datagrams of
+    /// every endpoint on it): its queue depth.
+    pub fn mailbox_len(&self) -> usize {
+        self.sender.len()
     }
 }
 

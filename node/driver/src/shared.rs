@@ -10,7 +10,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use tern_base::{Endpoint, SocketId};
 use tern_udp::UdpSocket;
@@ -45,6 +45,9 @@ pub(crate) struct ThreadShared {
     /// while `Add` messages are still in flight.
     pub(crate) endpoints: AtomicUsize,
     pub(crate) stats: SharedStats,
+    /// The thread's OS thread id (0 until it runs), so observers can read its CPU time
+    /// from the OS (`/proc/self/task/<tid>`) at no cost to the loop.
+    pub(crate) os_tid: AtomicI32,
 }
 
 impl ThreadShared {
@@ -54,6 +57,7 @@ impl ThreadShared {
             stop: AtomicBool::new(false),
             endpoints: AtomicUsize::new(0),
             stats: SharedStats::default(),
+            os_tid: AtomicI32::new(0),
         })
     }
 }

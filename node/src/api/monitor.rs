@@ -13,6 +13,18 @@ use crate::api::error::DhtError;
 use crate::api::pending::Pending;
 use crate::api::shard::{ShardCounters, ShardStats};
 
+/// The load of one shard's driver thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardLoad {
+    /// The driver thread's OS thread id (`None` until it runs): its CPU time is in
+    /// `/proc/self/task/<id>/schedstat`. Nodes sharing one driver thread share it.
+    pub os_thread: Option<i32>,
+    /// Messages waiting in that thread's mailbox (API commands, datagrams forwarded
+    /// by sibling shards), out of [`tern_driver::MAILBOX_CAPACITY`] by default.
+    pub mailbox_len: usize,
+}
+
 /// A cloneable, `Send` view of one node: counters and state, no operations. It stays
 /// valid after the node is destroyed; its calls then fail with [`DhtError::Closed`].
 #[derive(Clone)]
@@ -68,6 +80,14 @@ impl DhtMonitor {
             Some(e) if all.is_empty() => Err(e),
             _ => Ok(all),
         }
+    }
+
+    /// The load of every shard's thread, first shard first.
+    pub fn shard_load(&self) -> Vec<ShardLoad> {
+        self.handles
+            .iter()
+            .map(|h| ShardLoad { os_thread: h.thread_os_id(), mailbox_len: h.mailbox_len() })
+            .collect()
     }
 
     /// What the shards passed between them (`None` for an unsharded node).

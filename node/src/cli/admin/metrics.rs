@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use tern::{DhtMonitor, NodeStats};
+use tern::{DhtMonitor, NodeStats, ShardLoad};
 
 use crate::cli::admin::Observed;
 
@@ -21,7 +21,8 @@ struct Family {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
-    samples: Vec<(String, u64)>,
+    /// (labels, value already formatted).
+    samples: Vec<(String, String)>,
 }
 
 impl Family {
@@ -30,7 +31,12 @@ impl Family {
     }
 
     fn add(&mut self, labels: String, value: u64) {
-        self.samples.push((labels, value));
+        self.samples.push((labels, value.to_string()));
+    }
+
+    /// A sample in seconds (or any fractional unit).
+    fn add_f64(&mut self, labels: String, value: f64) {
+        self.samples.push((labels, format!("{value:.6}")));
     }
 
     fn write(&self, out: &mut String) {
@@ -51,7 +57,17 @@ struct Snapshot {
     node: String,
     total: NodeStats,
     per_shard: Vec<NodeStats>,
+    load: Vec<ShardLoad>,
     persistent: bool,
+}
+
+/// CPU time of one of this process's threads, from the scheduler's own accounting
+/// (`/proc/self/task/<tid>/schedstat`, first field: nanoseconds on a CPU). `None`
+/// where the file is missing (non-Linux, or a kernel without scheduler statistics).
+fn thread_cpu_seconds(tid: i32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
 }
 
 fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
@@ -94,7 +110,7 @@ fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
         total.table_len = total.table_len.max(s.table_len);
     }
     let node = m.local_addr().map_or_else(|| "unbound".to_owned(), |a| a.to_string());
-    Some(Snapshot { node, total, per_shard, persistent: m.is_persistent() })
+    Some(Snapshot { node, total, per_shard, load: m.shard_load(), persistent: m.is_persistent() })
 }
 
 /// Renders every node of `observed` as Prometheus text.
@@ -130,6 +146,16 @@ pub fn render(observed: &Observed) -> String {
         "tern_shard_requests_total",
         "counter",
         "Requests received per shard (internal + app).",
+    );
+    let mut shard_cpu = Family::new(
+        "tern_shard_cpu_seconds_total",
+        "counter",
+        "CPU time of each shard's driver thread (nodes sharing a thread report the same).",
+    );
+    let mut shard_queue = Family::new(
+        "tern_shard_mailbox_depth",
+        "gauge",
+        "Messages waiting in each shard thread's mailbox (commands, forwarded datagrams).",
     );
     for n in &nodes {
         let l = format!("node=\"{}\"", n.node);
@@ -177,6 +203,12 @@ pub fn render(observed: &Observed) -> String {
             let total = shard.rpc.app_requests + shard.rpc.internal_requests.iter().sum::<u64>();
             shard_requests.add(format!("{l},shard=\"{i}\""), total);
         }
+        for (i, load) in n.load.iter().enumerate() {
+            if let Some(cpu) = load.os_thread.and_then(thread_cpu_seconds) {
+                shard_cpu.add_f64(format!("{l},shard=\"{i}\""), cpu);
+            }
+            shard_queue.add(format!("{l},shard=\"{i}\""), load.mailbox_len as u64);
+        }
     }
     let mut out = String::new();
     let mut backend = Family::new("tern_io_backend", "gauge", "The driver backend in use (1).");
@@ -199,6 +231,8 @@ pub fn render(observed: &Observed) -> String {
         &bytes,
         &persistent,
         &shard_requests,
+        &shard_cpu,
+        &shard_queue,
     ] {
         f.write(&mut out);
     }
