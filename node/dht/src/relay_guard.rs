@@ -25,10 +25,11 @@ use tern_base::Timestamp;
 /// How long a relayed FROM_CLIENT waits for the server's FROM_SERVER. A server answers
 /// within a round trip plus its Noise work; hyperdht remembers handshakes for 10 s.
 pub const PENDING_TTL: Duration = Duration::from_secs(10);
-/// Relayed requests remembered at once (oldest forgotten first): a flood of
-/// FROM_CLIENTs costs bounded memory (~40 bytes each) and at worst makes a few honest
-/// answers arrive after their entry was pushed out, which the client retries.
-pub const MAX_PENDING: usize = 16_384;
+/// Relayed requests remembered at once (oldest forgotten first): ~400 handshakes or
+/// punches relayed per second per node within the TTL. A flood of FROM_CLIENTs costs
+/// bounded memory (~400 KiB, reserved at the first relay so the relay path allocates
+/// nothing afterwards) and at worst pushes out honest entries, whose clients retry.
+pub const MAX_PENDING: usize = 4096;
 
 /// Relayed FROM_CLIENT requests awaiting their FROM_SERVER, by (client, tid).
 #[derive(Debug, Default)]
@@ -46,6 +47,12 @@ type Key = (SocketAddrV4, u16);
 impl RelayGuard {
     /// Remembers that `client`'s request `tid` was relayed at `now`.
     pub fn remember(&mut self, now: Timestamp, client: SocketAddrV4, tid: u16) {
+        if self.pending.capacity() == 0 {
+            // Once, at the first relay: full size up front, so relaying stays free of
+            // allocations (nodes that never relay pay nothing).
+            self.pending.reserve(MAX_PENDING);
+            self.order.reserve(2 * MAX_PENDING + 1);
+        }
         self.expire(now);
         // Oldest first out when full; stale queue entries are skipped by `pop_oldest`.
         while self.pending.len() >= MAX_PENDING && self.pop_oldest() {}
