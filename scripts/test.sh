@@ -35,6 +35,11 @@ TERN_IO=uring cargo test -p tern --test interop
 # Encrypted connections (UDX streams) on the epoll backend too (the main run used auto).
 TERN_IO=epoll cargo test -p tern --test connect
 
+step "holepunching through real NATs (network namespaces + nftables routers; needs root)"
+command -v nft >/dev/null || { { apt-get install -y -q nftables || { apt-get update -q && apt-get install -y -q nftables; }; } >/dev/null || { echo "nftables is required (apt-get install nftables)"; exit 1; }; }
+cargo build -p tern
+./scripts/nat-test.sh
+
 step "tern-sim swarm runs: fixed seeds plus two fresh ones (a failing seed prints its reproduction line)"
 cargo build -p tern-sim
 fresh=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
