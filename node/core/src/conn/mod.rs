@@ -97,6 +97,11 @@ pub struct ConnConfig {
     /// How long an accepted or answered stream waits for its peer's first packet
     /// (hyperdht: 10 s).
     pub first_packet_timeout: Duration,
+    /// New handshakes answered per client IP within the 10 s de-duplication window.
+    /// Each costs three Diffie-Hellman operations, a stream and possibly a holepunch
+    /// session; hyperdht has no limit (its issue 294: a flood of handshakes exhausts a
+    /// server). Beyond it the server stays silent, as for a rejected client.
+    pub max_handshakes_per_ip: u32,
 }
 
 impl Default for ConnConfig {
@@ -108,6 +113,7 @@ impl Default for ConnConfig {
             max_awaiting: 16_384,
             connect_timeout: Duration::from_secs(20),
             first_packet_timeout: Duration::from_secs(10),
+            max_handshakes_per_ip: 64,
         }
     }
 }
@@ -127,6 +133,8 @@ pub struct ConnStats {
     pub probes_sent: u64,
     /// Probes received.
     pub probes_received: u64,
+    /// Handshakes left unanswered because their client IP reached its limit.
+    pub handshakes_refused: u64,
 }
 
 /// The network facts the handshake logic needs, snapshot from the rpc node per input.
@@ -171,6 +179,8 @@ pub struct Connections {
     listeners: HashMap<NodeId, Listener>,
     answered: HashMap<[u8; 32], Answered>,
     answered_order: VecDeque<([u8; 32], Timestamp)>,
+    /// Live `answered` entries per client IP (the per-IP handshake limit).
+    answered_per_ip: HashMap<std::net::Ipv4Addr, u32>,
     /// Accepted by a listener inside the rpc handler; streams are set up right after.
     accepted: Vec<server::Accepted>,
     awaiting: HashMap<u32, Awaiting>,
@@ -211,6 +221,7 @@ impl Connections {
             listeners: HashMap::new(),
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
+            answered_per_ip: HashMap::new(),
             accepted: Vec::new(),
             awaiting: HashMap::new(),
             awaiting_order: VecDeque::new(),
@@ -361,7 +372,7 @@ impl Connections {
             }
             self.answered_order.pop_front();
             if self.answered.get(&key).is_some_and(|a| a.expires <= now) {
-                self.answered.remove(&key);
+                self.forget_answer(&key);
             }
         }
         while let Some(&(at, id)) = self.awaiting_order.front() {

@@ -6,7 +6,7 @@
 //! queue is free again. Identical first messages (clients ask two relays at once) get the
 //! identical answer and no second stream.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use tern_base::{NodeId, SocketId, Timestamp, TxQueue};
@@ -40,6 +40,8 @@ pub(crate) struct Listener {
 pub(crate) struct Answered {
     pub reply: Vec<u8>,
     pub expires: Timestamp,
+    /// The client's IP (counted against its handshake limit while remembered).
+    pub ip: Ipv4Addr,
 }
 
 /// A handshake a listener accepted; its stream is created after the input.
@@ -118,13 +120,22 @@ impl Connections {
         let key = tern_crypto::hash32(hs.noise);
         let reply = match self.answered.get(&key) {
             Some(a) if a.expires > now => a.reply.clone(),
-            _ => match self.answer(now, target, hs.noise, client, direct, req.socket, net) {
-                Some(reply) => {
-                    self.remember(key, reply.clone(), now);
-                    reply
+            _ => {
+                let ip = *client.ip();
+                if self.answered_per_ip.get(&ip).copied().unwrap_or(0)
+                    >= self.config.max_handshakes_per_ip
+                {
+                    self.stats.handshakes_refused += 1;
+                    return;
                 }
-                None => return,
-            },
+                match self.answer(now, target, hs.noise, client, direct, req.socket, net) {
+                    Some(reply) => {
+                        self.remember(key, reply.clone(), now, ip);
+                        reply
+                    }
+                    None => return,
+                }
+            }
         };
         let mut buf = vec![0u8; reply.len() + 64];
         let fields = |mode, peer_address| Handshake {
@@ -154,18 +165,33 @@ impl Connections {
         }
     }
 
-    fn remember(&mut self, key: [u8; 32], reply: Vec<u8>, now: Timestamp) {
+    fn remember(&mut self, key: [u8; 32], reply: Vec<u8>, now: Timestamp, ip: Ipv4Addr) {
         if self.answered.len() >= self.config.max_answered {
             // Full: forget the oldest answer early (its client has usually moved on).
             while let Some((old, _)) = self.answered_order.pop_front() {
-                if self.answered.remove(&old).is_some() {
+                if self.forget_answer(&old) {
                     break;
                 }
             }
         }
         let expires = now + ANSWER_TTL;
-        self.answered.insert(key, Answered { reply, expires });
+        // A stale entry under the same key is replaced: release its count first.
+        self.forget_answer(&key);
+        self.answered.insert(key, Answered { reply, expires, ip });
+        *self.answered_per_ip.entry(ip).or_insert(0) += 1;
         self.answered_order.push_back((key, expires));
+    }
+
+    /// Drops a remembered answer and its per-IP count; false if there was none.
+    pub(super) fn forget_answer(&mut self, key: &[u8; 32]) -> bool {
+        let Some(a) = self.answered.remove(key) else { return false };
+        if let Some(n) = self.answered_per_ip.get_mut(&a.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.answered_per_ip.remove(&a.ip);
+            }
+        }
+        true
     }
 
     /// Runs the responder side of Noise IK and decides the path; `None` = stay silent

@@ -1,0 +1,98 @@
+//! A flood of valid PEER_HANDSHAKE messages at a listening node (hyperdht issue 294:
+//! unlimited inbound handshakes exhaust a server). Every message is a real first Noise IK
+//! message with its own ephemeral key, so each would cost the server three Diffie-Hellman
+//! operations and a stream: one client IP gets at most `max_handshakes_per_ip` answers per
+//! 10 s window, other IPs are unaffected, and the window frees up again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use tern_base::{SocketId, Timestamp, TxQueue};
+use tern_core::{ConnConfig, Node, NodeCommand, NodeConfig};
+use tern_crypto::noise::IkInitiator;
+use tern_crypto::{KeyPair, PublicKey, hash32};
+use tern_rpc::RpcConfig;
+use tern_wire::Encode;
+use tern_wire::handshake::{Handshake, Mode, NoisePayload, UdxInfo};
+use tern_wire::hyperdht::Command;
+use tern_wire::rpc::Request;
+
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 49737);
+
+/// A PEER_HANDSHAKE (FROM_CLIENT, sent straight to the server) with a fresh first Noise
+/// message from client key `client` (ephemeral `n`) to `server`.
+fn handshake(server: &PublicKey, client: u8, n: u32, tid: u16) -> Vec<u8> {
+    let mut eph = [0u8; 32];
+    eph[..4].copy_from_slice(&n.to_le_bytes());
+    eph[31] = client;
+    let mut init = IkInitiator::new(&[client; 32], server, &eph).unwrap();
+    let payload = NoisePayload {
+        udx: Some(UdxInfo { version: 1, reusable_socket: false, id: n + 1, seq: 0 }),
+        secret_stream: Some(1),
+        ..NoisePayload::default()
+    };
+    let noise = init.write_message_1(&payload.to_vec()).unwrap();
+    let hs = Handshake {
+        mode: Mode::FromClient,
+        noise: &noise,
+        peer_address: None,
+        relay_address: None,
+    };
+    let value = hs.to_vec();
+    let target = hash32(server.as_bytes());
+    let req = Request {
+        tid,
+        to: SERVER,
+        id: None,
+        token: None,
+        internal: false,
+        command: Command::PeerHandshake as u64,
+        target: Some(&target),
+        value: Some(&value),
+    };
+    req.to_vec()
+}
+
+#[test]
+fn one_ip_cannot_flood_a_server_with_handshakes() {
+    let limit = 16;
+    let conn = ConnConfig { max_handshakes_per_ip: limit, ..ConnConfig::default() };
+    let rpc = RpcConfig { public_addr: Some(SERVER), ..RpcConfig::default() };
+    let config = NodeConfig { rpc, conn, ..NodeConfig::default() };
+    let mut now = Timestamp::ZERO;
+    let mut node = Node::new(config, now, 1, [7; 32]);
+    node.set_server_port(SERVER.port());
+    let mut tx = TxQueue::new(4096);
+    let server = KeyPair::from_seed(&[42; 32]);
+    let public = server.public_key();
+    node.handle_command(now, NodeCommand::Listen { key_pair: server, firewall: None }, &mut tx);
+
+    let mut answered_to = |node: &mut Node, now: Timestamp, from: SocketAddrV4, n: u32| {
+        let mut tx = TxQueue::new(4096);
+        let msg = handshake(&public, from.ip().octets()[3], n, n as u16);
+        node.handle_datagram(now, SocketId::SERVER, from, &msg, &mut tx);
+        // The handshake reply is an rpc response (0x13) to the requester.
+        tx.iter().any(|(m, b)| m.dest == from && b.first() == Some(&0x13))
+    };
+
+    let attacker = SocketAddrV4::new(Ipv4Addr::new(10, 6, 6, 6), 4000);
+    let answered = (0..200).filter(|&n| answered_to(&mut node, now, attacker, n)).count();
+    assert_eq!(answered, limit as usize, "one IP gets its limit of answers, no more");
+    let stats = node.stats().conn;
+    assert_eq!(stats.handshakes_refused, 200 - u64::from(limit));
+    assert_eq!(stats.connections, u64::from(limit), "only answered handshakes made streams");
+
+    // A repeated first message is the same handshake: answered from the cache, no cost.
+    assert!(answered_to(&mut node, now, attacker, 0), "a retransmission is still answered");
+
+    // Another client is not affected.
+    let other = SocketAddrV4::new(Ipv4Addr::new(10, 7, 7, 7), 4000);
+    assert!(answered_to(&mut node, now, other, 1000));
+
+    // After the de-duplication window the attacker's IP is answered again.
+    now = now + Duration::from_secs(11);
+    node.handle_timeout(now, &mut tx);
+    assert!(answered_to(&mut node, now, attacker, 5000), "the window frees up");
+}
