@@ -69,7 +69,7 @@ fn one_ip_cannot_flood_a_server_with_handshakes() {
     let public = server.public_key();
     node.handle_command(now, NodeCommand::Listen { key_pair: server, firewall: None }, &mut tx);
 
-    let mut answered_to = |node: &mut Node, now: Timestamp, from: SocketAddrV4, n: u32| {
+    let answered_to = |node: &mut Node, now: Timestamp, from: SocketAddrV4, n: u32| {
         let mut tx = TxQueue::new(4096);
         let msg = handshake(&public, from.ip().octets()[3], n, n as u16);
         node.handle_datagram(now, SocketId::SERVER, from, &msg, &mut tx);
