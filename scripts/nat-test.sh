@@ -210,6 +210,25 @@ js_client b "$pk" "JS client (b) -> tern server (a)"
 pk=$(js_server a 2222222222222222222222222222222222222222222222222222222222222222)
 tern_client b "$pk" "tern client (b) -> JS server (a)"
 
+echo "== an idle holepunched connection outlives short NAT timeouts (keepalive)"
+# UDP mappings on both routers now expire after 8 s without traffic; the connection is
+# idle for 20 s in the middle of the transfer, so only heartbeats keep it alive.
+for r in nat1 nat2; do
+  in_ns "$r" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=8 \
+    net.netfilter.nf_conntrack_udp_timeout_stream=8
+done
+pk=$(tern_server a 4444444444444444444444444444444444444444444444444444444444444444)
+head -c 4096 /dev/urandom >"$WORK/part1"
+head -c 4096 /dev/urandom >"$WORK/part2"
+cat "$WORK/part1" "$WORK/part2" >"$WORK/idle-expected"
+if { cat "$WORK/part1"; sleep 20; cat "$WORK/part2"; } |
+  timeout 60 ip netns exec "$P-b" "$TERN" connect "$pk" --bootstrap "$BOOT" \
+    >"$WORK/idle-back" 2>"$WORK/client-idle.log" && cmp -s "$WORK/idle-expected" "$WORK/idle-back"; then
+  pass "tern <-> tern, 20 s idle behind 8 s NAT timeouts"
+else
+  fail "tern <-> tern, 20 s idle behind 8 s NAT timeouts"; tail -5 "$WORK/client-idle.log"
+fi
+
 echo "== JS behind a random NAT <-> tern behind a consistent one"
 set_nat nat2 random
 pk=$(tern_server a 3333333333333333333333333333333333333333333333333333333333333333)

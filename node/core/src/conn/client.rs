@@ -323,7 +323,7 @@ impl Connections {
         match path {
             Some(addr) => {
                 if self.udx.connect(now, c.stream, net.socket, remote_stream, addr, tx).is_ok() {
-                    self.established(origin, c.stream, addr, handshake);
+                    self.established(now, origin, c.stream, addr, handshake);
                 } else {
                     self.udx.destroy(now, c.stream, tx);
                     self.fail(op, ConnectError::Local("stream connect failed"));

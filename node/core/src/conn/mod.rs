@@ -102,6 +102,10 @@ pub struct ConnConfig {
     /// session; hyperdht has no limit (its issue 294: a flood of handshakes exhausts a
     /// server). Beyond it the server stays silent, as for a rejected client.
     pub max_handshakes_per_ip: u32,
+    /// Heartbeat interval of idle connections (hyperdht's `connectionKeepAlive`, 5 s,
+    /// which it sends as empty secret-stream messages; tern sends UDX heartbeats, which
+    /// the peer acknowledges the same way). `None` turns it off.
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for ConnConfig {
@@ -114,6 +118,7 @@ impl Default for ConnConfig {
             connect_timeout: Duration::from_secs(20),
             first_packet_timeout: Duration::from_secs(10),
             max_handshakes_per_ip: 64,
+            keepalive: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -343,10 +348,7 @@ impl Connections {
                     return None;
                 }
                 let a = self.awaiting.remove(&id)?;
-                let conn =
-                    Connection { origin: a.origin, stream: id, remote, handshake: a.handshake };
-                self.stats.connections += 1;
-                self.events.push_back(ConnEvent::Connection(Box::new(conn)));
+                self.established(now, a.origin, id, remote, a.handshake);
                 None
             }
             UdxEvent::Closed { id, .. } if self.awaiting.remove(&id).is_some() => None,
@@ -436,11 +438,17 @@ impl Connections {
     /// A stream bound to a known path right away.
     fn established(
         &mut self,
+        now: Timestamp,
         origin: Origin,
         stream: u32,
         remote: SocketAddrV4,
         hs: HandshakeResult,
     ) {
+        // Idle connections send UDX heartbeats: they keep NAT mappings open (a
+        // holepunched path dies with its mapping) and make a dead path time out.
+        if let Some(every) = self.config.keepalive {
+            let _ = self.udx.set_keepalive(now, stream, Some(every));
+        }
         let conn = Connection { origin, stream, remote, handshake: hs };
         self.stats.connections += 1;
         self.events.push_back(ConnEvent::Connection(Box::new(conn)));

@@ -276,7 +276,7 @@ impl Connections {
         match a.connect_to {
             Some((socket, addr)) => {
                 if self.udx.connect(now, a.stream, socket, a.remote_stream, addr, tx).is_ok() {
-                    self.established(origin, a.stream, addr, a.handshake);
+                    self.established(now, origin, a.stream, addr, a.handshake);
                 } else {
                     self.udx.destroy(now, a.stream, tx);
                 }

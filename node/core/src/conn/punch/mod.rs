@@ -473,7 +473,7 @@ impl Connections {
         }
         if self.udx.connect(now, stream, socket, s.remote_stream, from, tx).is_ok() {
             self.stats.holepunched += 1;
-            self.established(s.origin, stream, from, s.handshake);
+            self.established(now, s.origin, stream, from, s.handshake);
         } else if let Origin::Client(op) = s.origin {
             self.udx.destroy(now, stream, tx);
             self.fail(op, ConnectError::Local("stream connect failed"));

@@ -59,7 +59,7 @@ impl Connections {
             self.last_random_punch = Some(now);
         }
         self.stats.holepunched += 1;
-        self.established(s.origin, stream, remote, s.handshake);
+        self.established(now, s.origin, stream, remote, s.handshake);
         true
     }
 
