@@ -140,3 +140,40 @@ fn c3_two_firewalled_peers_holepunch() {
     assert_eq!((server.holepunches, server.holepunched), (1, 1), "server punched: {server:?}");
     assert!(client.probes_received >= 1 && server.probes_received >= 1);
 }
+
+#[test]
+fn c4_a_server_sharded_over_two_cores_serves_connections() {
+    // The server node runs two shards on one SO_REUSEPORT port: the handshake must reach
+    // the listening shard (not the target's record owner), and UDX packets the kernel
+    // hands to the other shard must find the stream by the shard bits of its id.
+    let net = network(27_360);
+    let config = tern::NodeConfig {
+        rpc: tern::RpcConfig {
+            bootstrap: vec![localhost(27_360)],
+            ephemeral: Some(false),
+            firewalled: false,
+            ..tern::RpcConfig::default()
+        },
+        host: std::net::Ipv4Addr::LOCALHOST,
+        port: 27_368,
+        ..tern::NodeConfig::default()
+    };
+    let io = tern::io_mode_from_env().unwrap();
+    let sharded = Dht::start_sharded(config, 2, io).unwrap();
+    sharded.ready().wait().unwrap();
+    for (i, seed) in [21u8, 22, 23, 24].into_iter().enumerate() {
+        // Several keys, so the targets' record owners cover both shards.
+        let kp = KeyPair::from_seed(&[seed; 32]);
+        let mut server = sharded.listen(&kp).wait().unwrap();
+        let accept = std::thread::spawn(move || {
+            let s = server.accept_blocking().expect("a connection");
+            echo(s);
+            server
+        });
+        let stream = net.client.connect(*kp.public_key().as_bytes()).wait().unwrap();
+        let data = pattern((256 << 10) * (i + 1));
+        let back = round_trip(stream, &data);
+        assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "key {i}: intact and in order");
+        let _server = accept.join().unwrap();
+    }
+}

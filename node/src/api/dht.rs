@@ -232,6 +232,8 @@ impl Dht {
         let (seed, secret) = random_seeds()?;
         let peers = Arc::new(OnceLock::new());
         let counters = Arc::new(ShardCounters::default());
+        let listening: Arc<std::sync::RwLock<std::collections::HashMap<[u8; 32], usize>>> =
+            Arc::default();
         let mut handles: Vec<EndpointHandle<ApiNode>> = Vec::with_capacity(cores);
         let mut first_shared = None;
         for index in 0..cores {
@@ -248,8 +250,13 @@ impl Dht {
             let shard_seed = seed.wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let node = Node::new(cfg, driver.now(), shard_seed, secret);
             let shared = Arc::new(Mutex::new(Shared::default()));
-            let link =
-                ShardLink { index, count: cores, peers: peers.clone(), counters: counters.clone() };
+            let link = ShardLink {
+                index,
+                count: cores,
+                peers: peers.clone(),
+                counters: counters.clone(),
+                listening: listening.clone(),
+            };
             let me = SelfHandle::default();
             let endpoint = ApiNode::new(node, shared.clone(), me.clone()).with_shard(link);
             let handle = driver

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_channel::{mpsc, oneshot};
 use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
-use tern_core::{ConnEvent, Node, NodeCommand, NodeEvent, NodeStats};
+use tern_core::{ConnEvent, ListenerId, Node, NodeCommand, NodeEvent, NodeStats};
 use tern_dht::{DhtEvent, OpError, OpId, OpOutput};
 
 use crate::api::conn::{SelfHandle, Server, Streams};
@@ -89,6 +89,8 @@ pub struct ApiNode {
     streams: Streams,
     /// This endpoint's own handle (streams nudge the node through it).
     me: SelfHandle,
+    /// Targets (`H32(public key)`) of this node's listeners.
+    listened: HashMap<ListenerId, [u8; 32]>,
 }
 
 impl ApiNode {
@@ -108,11 +110,14 @@ impl ApiNode {
             dropped_replies: 0,
             streams: Streams::default(),
             me,
+            listened: HashMap::new(),
         }
     }
 
     /// Makes this node one shard of a sharded identity.
     pub(crate) fn with_shard(mut self, link: ShardLink) -> Self {
+        // Stream ids name this shard, so UDX packets on the shared port find it.
+        self.node.connections().set_shard(link.index, link.count);
         self.shard = Some(link);
         self
     }
@@ -196,6 +201,11 @@ impl ApiNode {
                         if let Some(me) = self.me.get() {
                             *server = Some(self.streams.listener(id, *public_key, me.clone()));
                         }
+                        let target = tern_crypto::hash32(public_key);
+                        if let Some(link) = &self.shard {
+                            link.set_listening(target, true);
+                        }
+                        self.listened.insert(id, target);
                     }
                     (Some(Route::Listen { .. }), None) => {
                         if let Some(Route::Listen { waiter, .. }) = self.routes.remove(&op) {
@@ -299,6 +309,9 @@ impl Endpoint for ApiNode {
                 }
                 if let NodeCommand::Unlisten(id) = &*cmd {
                     self.streams.remove_listener(*id);
+                    if let (Some(target), Some(link)) = (self.listened.remove(id), &self.shard) {
+                        link.set_listening(target, false);
+                    }
                 }
                 if let Some(op) = self.node.handle_command(now, *cmd, tx) {
                     self.routes.insert(op, route);

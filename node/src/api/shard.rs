@@ -20,18 +20,28 @@
 //! queue woken by an eventfd, whose wake-ups coalesce under load. A full mailbox drops
 //! the datagram and counts it (the sender retries as after any loss).
 //!
-//! Not done yet (left for the routing-table and UDX work): the routing table is not
-//! replicated — each shard learns the nodes it hears from (forwarded requests
-//! included) and runs its own bootstrap and refresh; UDX streams are not steered.
+//! - **connections**: a stream id carries its shard (`id & 0xff ≡ shard (mod count)`,
+//!   see `Connections::set_shard`), so a UDX packet on the shared port goes to the
+//!   shard that owns its stream; PEER_HANDSHAKE / PEER_HOLEPUNCH for a key a shard
+//!   listens on go to that shard (the listening registry below), not to the target's
+//!   record owner.
+//!
+//! Not done yet: the routing table is not replicated — each shard learns the nodes it
+//! hears from (forwarded requests included) and runs its own bootstrap and refresh.
+//! UDX packets that land on the wrong shard cross threads through the mailbox; a
+//! reuseport BPF program reading the id byte would steer them in the kernel instead
+//! (`SO_ATTACH_REUSEPORT_CBPF`, not attached yet).
 
+use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tern_driver::EndpointHandle;
 use tern_wire::Decode;
 use tern_wire::hyperdht::Command;
 use tern_wire::rpc::Message;
+use tern_wire::udx::{UDX_HEADER_LEN, UDX_MAGIC};
 
 use crate::api::endpoint::{ApiCommand, ApiNode};
 
@@ -88,6 +98,9 @@ pub(crate) struct ShardLink {
     /// shard handles everything itself).
     pub(crate) peers: Arc<OnceLock<Vec<EndpointHandle<ApiNode>>>>,
     pub(crate) counters: Arc<ShardCounters>,
+    /// Which shard listens on which target (`H32(public key)`): handshakes for it go
+    /// there. Written on listen/unlisten only, read per handshake datagram.
+    pub(crate) listening: Arc<RwLock<HashMap<[u8; 32], usize>>>,
 }
 
 impl std::fmt::Debug for ShardLink {
@@ -111,6 +124,11 @@ impl ShardLink {
     /// Where `data`, received on the shared server socket, should be handled.
     /// Undecodable datagrams stay here (the node counts and drops them).
     pub(crate) fn steer(&self, data: &[u8]) -> Steer {
+        // UDX: the id in the header is the receiver's stream id, whose low byte names
+        // the shard that allocated it.
+        if data.len() >= UDX_HEADER_LEN && data[0] == UDX_MAGIC {
+            return Steer::Owner(usize::from(data[4]) % self.count);
+        }
         match Message::decode(data) {
             Ok(Message::Response(_)) => Steer::Response,
             Ok(Message::Request(q)) if !q.internal => {
@@ -129,12 +147,35 @@ impl ShardLink {
                             | Command::ImmutableGet
                     )
                 );
+                let handshake = matches!(
+                    Command::from_u64(q.command),
+                    Some(Command::PeerHandshake | Command::PeerHolepunch)
+                );
                 match q.target {
+                    Some(t) if handshake && let Some(shard) = self.listener_shard(t) => {
+                        Steer::Owner(shard)
+                    }
                     Some(t) if storage => Steer::Owner(self.owner(t)),
                     _ => Steer::Here,
                 }
             }
             _ => Steer::Here,
+        }
+    }
+
+    /// The shard listening on `target`, if any.
+    fn listener_shard(&self, target: &[u8; 32]) -> Option<usize> {
+        let map = self.listening.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(target).copied()
+    }
+
+    /// Records that this shard listens on `target` (or no longer does).
+    pub(crate) fn set_listening(&self, target: [u8; 32], on: bool) {
+        let mut map = self.listening.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            map.insert(target, self.index);
+        } else if map.get(&target) == Some(&self.index) {
+            map.remove(&target);
         }
     }
 

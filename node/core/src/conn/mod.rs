@@ -214,6 +214,9 @@ pub struct Connections {
     next_listener: u64,
     next_slot: u64,
     stream_rng: u64,
+    /// This node's shard and the shard count (1 unsharded): stream ids carry the shard
+    /// in their low byte so a sharded node can send their packets to it.
+    shard: (u8, u8),
 }
 
 impl Connections {
@@ -248,6 +251,7 @@ impl Connections {
             next_listener: 0,
             next_slot: 0,
             stream_rng: seed ^ 0x5bd1_e995_7f4a_7c15,
+            shard: (0, 1),
         }
     }
 
@@ -281,15 +285,30 @@ impl Connections {
         self.listeners.len()
     }
 
+    /// Makes stream ids name shard `index` of `count` (`id & 0xff ≡ index mod count`).
+    /// At most 256 shards are told apart; more share id classes.
+    pub fn set_shard(&mut self, index: usize, count: usize) {
+        let count = count.clamp(1, 256);
+        self.shard = ((index % count) as u8, (count - 1) as u8);
+    }
+
     /// A fresh stream id not in use (random, so ids do not reveal connection counts).
     fn alloc_stream_id(&mut self) -> u32 {
+        let (index, last) = self.shard;
+        let count = u32::from(last) + 1;
         loop {
             // splitmix64: cheap, and ids only need to be unique, not secret.
             self.stream_rng = self.stream_rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
             let mut z = self.stream_rng;
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            let id = (z ^ (z >> 31)) as u32;
+            let mut id = (z ^ (z >> 31)) as u32;
+            if count > 1 {
+                // Replace the low byte by one of this shard's class below 256.
+                let class = (id & 0xff) / count * count + u32::from(index);
+                let class = if class > 0xff { u32::from(index) } else { class };
+                id = (id & !0xff) | class;
+            }
             let taken = self.udx.contains(id)
                 || self.accepted.iter().any(|a| a.stream == id)
                 || self.connecting.values().any(|c| c.stream == id)
