@@ -24,6 +24,10 @@ pub struct SocketSpec {
     pub fallback_ports: &'static [u16],
     /// Fall back to an OS-chosen port if every listed port is taken.
     pub any_port: bool,
+    /// For a SO_REUSEPORT group of this many shards (0 or 1: no steering): send each UDX
+    /// datagram to the shard its stream id names (`id & 0xff` mod shards) in the
+    /// kernel, instead of by flow hash (other datagrams keep the flow hash).
+    pub steer_udx_shards: u8,
 }
 
 /// A sans-IO state machine a driver can run.

@@ -539,12 +539,14 @@ impl Endpoint for Node {
                 bind: SocketAddrV4::new(self.host, port),
                 fallback_ports: fallback,
                 any_port: any,
+                steer_udx_shards: self.conns.shard_count(),
             },
             SocketSpec {
                 id: SocketId::CLIENT,
                 bind: SocketAddrV4::new(self.host, 0),
                 fallback_ports: &[],
                 any_port: true,
+                steer_udx_shards: 0,
             },
         ]
     }

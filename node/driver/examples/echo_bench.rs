@@ -39,6 +39,7 @@ impl Endpoint for Echo {
             bind: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
             fallback_ports: &[],
             any_port: false,
+            steer_udx_shards: 0,
         }]
     }
     fn bound(&mut self, _: Timestamp, _: &[SocketAddrV4], _: &mut TxQueue) {}

@@ -376,6 +376,14 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
         for spec in &specs {
             let socket = UdpSocket::bind_spec(spec, &self.socket_options)
                 .map_err(|error| SpawnError::Bind { socket: spec.id, error })?;
+            if self.socket_options.reuse_port
+                && spec.steer_udx_shards > 1
+                && let Err(e) = socket.attach_udx_steering(spec.steer_udx_shards)
+            {
+                // Not fatal: misrouted UDX datagrams still reach their shard through
+                // the endpoint's own forwarding, one thread hop later.
+                tracing::warn!(error = %e, "could not attach the UDX steering program");
+            }
             sockets.push((spec.id, socket));
         }
         let local: Arc<[SocketAddrV4]> = sockets.iter().map(|(_, s)| s.local_addr()).collect();

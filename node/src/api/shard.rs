@@ -28,9 +28,11 @@
 //!
 //! Not done yet: the routing table is not replicated — each shard learns the nodes it
 //! hears from (forwarded requests included) and runs its own bootstrap and refresh.
-//! UDX packets that land on the wrong shard cross threads through the mailbox; a
-//! reuseport BPF program reading the id byte would steer them in the kernel instead
-//! (`SO_ATTACH_REUSEPORT_CBPF`, not attached yet).
+//! UDX packets are steered in the kernel: the server socket's SO_REUSEPORT group
+//! carries a classic BPF program that picks the member by the id's low byte
+//! (`UdpSocket::attach_udx_steering`; members are numbered in bind order, which is
+//! shard order). Should the program be refused, or a packet land elsewhere anyway,
+//! the shard forwards it through the mailbox, one thread hop later.
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;

@@ -175,6 +175,49 @@ impl UdpSocket {
         Ok(Self { fd, local, buffers })
     }
 
+    /// Steers UDX datagrams over the SO_REUSEPORT group this socket belongs to: a
+    /// classic BPF program (SO_ATTACH_REUSEPORT_CBPF, applied to the whole group) picks
+    /// group member `id_low_byte % shards` for datagrams that start with the UDX magic
+    /// byte, and returns an out-of-range index for everything else, which makes the
+    /// kernel fall back to its flow hash. Group members are numbered in bind order.
+    pub fn attach_udx_steering(&self, shards: u8) -> io::Result<()> {
+        if shards < 2 {
+            return Ok(());
+        }
+        // Offsets are into the UDP payload: the kernel pulls the UDP header first.
+        let code =
+            |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+        let (ld_b, jeq_k, mod_k, ret_a, ret_k) = (
+            libc::BPF_LD | libc::BPF_B | libc::BPF_ABS,
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
+            libc::BPF_RET | libc::BPF_A,
+            libc::BPF_RET | libc::BPF_K,
+        );
+        let program = [
+            code(ld_b, 0, 0, 0),                  // A = payload[0]
+            code(jeq_k, 0, 3, 0xff),              // UDX magic? else fall back
+            code(ld_b, 0, 0, 4),                  // A = low byte of the stream id
+            code(mod_k, 0, 0, u32::from(shards)), // A %= shards
+            code(ret_a, 0, 0, 0),                 // that group member
+            code(ret_k, 0, 0, u32::MAX),          // out of range: flow hash
+        ];
+        let prog =
+            libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+        // SAFETY: `prog` points at `program`, which outlives the call; the kernel copies
+        // the filter during setsockopt and keeps no pointer to it. The length matches.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_REUSEPORT_CBPF,
+                std::ptr::from_ref(&prog).cast(),
+                size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+
     /// Binds the socket `spec` asks for: its port, then each of its fallback ports
     /// while the port is taken, then an OS-chosen port if `any_port` (ref: dht-rpc
     /// `bind()`, hyperdht's 49737-49741 ladder). Errors other than "port taken" stop

@@ -147,6 +147,7 @@ fn bind_spec_walks_the_fallback_ports() {
         bind: SocketAddrV4::new(LO, p),
         fallback_ports: leak(fallback),
         any_port,
+        steer_udx_shards: 0,
     };
     assert_eq!(UdpSocket::bind_spec(&spec(vec![q], false), &opts).unwrap().local_addr().port(), q);
     let err = UdpSocket::bind_spec(&spec(vec![p], false), &opts).unwrap_err();
@@ -164,4 +165,55 @@ fn reuse_port_shares_a_port_only_when_asked() {
     let b = bind(&shared);
     let c = UdpSocket::bind(b.local_addr(), &shared).unwrap();
     assert_eq!(b.local_addr(), c.local_addr());
+}
+
+/// Reads what is already queued on `sock` (up to 100 ms of waiting).
+fn drain(sock: &UdpSocket, batch: &mut RecvBatch) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while sock.wait_readable(Duration::from_millis(100)).unwrap() {
+        batch.recv(sock.as_fd()).unwrap();
+        got.extend(batch.iter().map(|d| d.data.to_vec()));
+    }
+    got
+}
+
+#[test]
+fn udx_steering_sends_each_stream_id_to_its_shard() {
+    // Three members of one SO_REUSEPORT group, numbered in bind order; the program goes
+    // on one and applies to the group.
+    let shared = SocketOptions { reuse_port: true, ..SocketOptions::default() };
+    let first = bind(&shared);
+    let port = first.local_addr().port();
+    let members: Vec<UdpSocket> = std::iter::once(first)
+        .chain((0..2).map(|_| UdpSocket::bind(SocketAddrV4::new(LO, port), &shared).unwrap()))
+        .collect();
+    members[2].attach_udx_steering(3).unwrap();
+    // UDX datagrams from many source ports (the flow hash would scatter them): each
+    // must land on member `id_low_byte % 3`.
+    let mut sent = [0usize; 3];
+    for i in 0..60u8 {
+        let tx = bind(&SocketOptions::default());
+        let mut pkt = [0u8; 24];
+        pkt[0] = 0xff;
+        pkt[1] = 1;
+        pkt[4] = i; // low byte of the little-endian stream id
+        pkt[5] = 0xab;
+        tx.send_to(&pkt, members[0].local_addr(), None).unwrap();
+        sent[usize::from(i % 3)] += 1;
+    }
+    // Non-UDX datagrams (a dht-rpc request byte) keep the flow hash: they arrive somewhere.
+    for _ in 0..30 {
+        let tx = bind(&SocketOptions::default());
+        tx.send_to(&[0x03, 0, 0, 0, 0, 0], members[0].local_addr(), None).unwrap();
+    }
+    let mut batch = RecvBatch::new(64, 2048);
+    let mut other = 0;
+    for (index, member) in members.iter().enumerate() {
+        let got = drain(member, &mut batch);
+        let udx: Vec<&Vec<u8>> = got.iter().filter(|d| d[0] == 0xff).collect();
+        assert_eq!(udx.len(), sent[index], "member {index} gets exactly its ids");
+        assert!(udx.iter().all(|d| usize::from(d[4]) % 3 == index), "member {index}");
+        other += got.len() - udx.len();
+    }
+    assert_eq!(other, 30, "every other datagram arrived through the flow hash");
 }

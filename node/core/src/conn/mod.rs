@@ -292,6 +292,12 @@ impl Connections {
         self.shard = ((index % count) as u8, (count - 1) as u8);
     }
 
+    /// The shard count stream ids are spread over (1: unsharded; at most 255 here, the
+    /// kernel steering's limit).
+    pub fn shard_count(&self) -> u8 {
+        self.shard.1.saturating_add(1)
+    }
+
     /// A fresh stream id not in use (random, so ids do not reveal connection counts).
     fn alloc_stream_id(&mut self) -> u32 {
         let (index, last) = self.shard;

@@ -45,7 +45,13 @@ pub struct TestEp {
 }
 
 pub fn spec(id: SocketId, port: u16) -> SocketSpec {
-    SocketSpec { id, bind: SocketAddrV4::new(LO, port), fallback_ports: &[], any_port: false }
+    SocketSpec {
+        id,
+        bind: SocketAddrV4::new(LO, port),
+        fallback_ports: &[],
+        any_port: false,
+        steer_udx_shards: 0,
+    }
 }
 
 impl TestEp {
