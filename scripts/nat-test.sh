@@ -15,9 +15,9 @@
 # "random" one maps every destination to a new random port (masquerade random).
 #
 # Cases: tern<->tern, JS client -> tern server and tern client -> JS server behind two
-# consistent NATs; JS behind a random NAT <-> tern behind a consistent one (the JS side
-# opens its birthday sockets, tern sprays ports); tern behind a random NAT fails cleanly
-# (tern punches from one socket, see node/core/src/conn/punch). Every wait is bounded.
+# consistent NATs; an idle connection behind short NAT timeouts; JS behind a random NAT
+# <-> tern behind a consistent one (the JS side opens its birthday sockets, tern sprays
+# ports); tern behind a random NAT -> a reachable server. Every wait is bounded.
 #
 # Usage: scripts/nat-test.sh   (TERN=path/to/tern, default target/debug/tern)
 set -euo pipefail
@@ -234,15 +234,16 @@ set_nat nat2 random
 pk=$(tern_server a 3333333333333333333333333333333333333333333333333333333333333333)
 js_client b "$pk" "JS client (b, random NAT) -> tern server (a)"
 
-echo "== tern behind a random NAT: refused cleanly (no birthday sockets)"
-if timeout 60 ip netns exec "$P-b" "$TERN" connect "$pk" --bootstrap "$BOOT" \
-  </dev/null >/dev/null 2>"$WORK/client-random.log"; then
-  fail "tern client (b, random NAT) should not connect"
-elif grep -q "holepunch" "$WORK/client-random.log"; then
-  pass "tern client (b, random NAT) fails with a holepunch error"
-else
-  fail "tern client (b, random NAT): unexpected error"; tail -5 "$WORK/client-random.log"
-fi
+echo "== tern behind a random NAT -> a reachable tern server"
+# (Random here / port-restricted there needs the reference's birthday sockets or luck;
+# that part of the matrix runs deterministically in tern-sim's holepunch_matrix test.)
+out="$WORK/server-wan.out"
+ip netns exec "$P-wan" "$TERN" listen --echo --firewalled false --port 49800 \
+  --seed 5555555555555555555555555555555555555555555555555555555555555555 --bootstrap "$BOOT" \
+  </dev/null >"$out" 2>"$WORK/server-wan.log" &
+echo $! >>"$WORK/pids"
+pk=$(first_line "$out")
+tern_client b "$pk" "tern client (b, random NAT) -> reachable tern server (wan)"
 
 [ "$failed" = 0 ] || { echo "nat-test: FAILED"; exit 1; }
 echo "nat-test: all cases passed"

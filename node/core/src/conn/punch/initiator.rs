@@ -291,11 +291,6 @@ impl Connections {
         if !consistent(local) && !consistent(remote) {
             return self.abort_initiator(rpc, now, stream, "both NATs randomise ports", tx);
         }
-        if !consistent(local) {
-            // The reference opens 256 extra sockets here; tern punches from one.
-            let why = "our NAT randomises ports (no birthday sockets)";
-            return self.abort_initiator(rpc, now, stream, why, tx);
-        }
         self.punch_round(rpc, now, stream, tx);
     }
 }

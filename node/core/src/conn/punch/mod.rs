@@ -12,9 +12,10 @@
 //! socket's NAT mapping is sampled by every DHT reply already (the rpc NAT sampler), so the
 //! NAT class is known at once instead of after four extra pings, and the stream ends up on
 //! the socket the driver already polls. The price: behind a port-randomising (RANDOM) NAT
-//! we cannot open the reference's 256 "birthday" sockets, so RANDOM here / CONSISTENT
-//! there is refused like RANDOM / RANDOM is (the reverse, CONSISTENT here / RANDOM there,
-//! works: we spray the remote host's ports). Probes also go out with the default TTL: the
+//! we cannot open the reference's 256 "birthday" sockets; RANDOM here / CONSISTENT there
+//! probes from the one socket instead, which works when their NAT filters by host only
+//! (or not at all) and rarely otherwise. CONSISTENT here / RANDOM there works as in the
+//! reference (we spray the remote host's ports); RANDOM / RANDOM is refused. Probes also go out with the default TTL: the
 //! low-TTL "open session" probe of the reference needs a per-datagram TTL the transmit
 //! queue does not carry; on the NATs we test (Linux conntrack) a full-TTL probe opens the
 //! same mapping.
@@ -245,6 +246,13 @@ impl Session {
             Some(host) if consistent(local) && remote == Firewall::Random && random_ok => {
                 Some(Strategy::RandomPorts(host))
             }
+            // Our NAT randomises, theirs does not: where the reference opens 256
+            // birthday sockets, we probe their addresses from our one socket. That
+            // opens one mapping towards them, which their side reaches when its NAT
+            // filters by host only (or not at all), or by luck of its port spray.
+            Some(_) if local == Firewall::Random && consistent(remote) && random_ok => {
+                Some(Strategy::Consistent)
+            }
             _ => None,
         }
     }
@@ -363,7 +371,7 @@ impl Connections {
             return true;
         }
         let Some(strategy) = s.strategy(random_ok) else { return false };
-        let random = strategy != Strategy::Consistent;
+        let random = !consistent(s.local.firewall) || !consistent(s.remote_firewall);
         // The responder waits a second first: the initiator's first probes are already on
         // their way ("fast mode").
         let first = if s.client.is_none() && !random { now + CONSISTENT_INTERVAL } else { now };
