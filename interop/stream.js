@@ -75,6 +75,8 @@ async function listen () {
       h.update(d)
       socket.write(d)
     })
+    // Unordered messages (UDX MESSAGE datagrams) are echoed too.
+    socket.on('message', (m) => socket.send(m))
     socket.on('end', () => socket.end())
     socket.on('error', () => {})
     socket.on('close', () => out({ event: 'closed', bytes, sha256: h.digest('hex') }))

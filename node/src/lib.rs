@@ -37,7 +37,7 @@ pub use api::error::{BindError, DhtError};
 pub use api::monitor::{DhtMonitor, ShardLoad};
 pub use api::pending::{LookupReply, LookupStream, Pending};
 pub use api::shard::ShardStats;
-pub use api::stream::{ReadHalf, SecureStream, WriteHalf};
+pub use api::stream::{MAX_UNORDERED_MESSAGE_LEN, ReadHalf, SecureStream, WriteHalf};
 pub use tern_base::NodeId;
 pub use tern_core::ConnectError;
 pub use tern_core::conn::RemoteView;

@@ -163,9 +163,23 @@ fn j2_tern_client_through_js_server_echo_64_mib() {
     let pk = KeyPair::from_seed(&seed).public_key();
     assert_eq!(listening["publicKey"], json!(hex(pk.as_bytes())));
     let started = Instant::now();
-    let stream = net.peer.connect(*pk.as_bytes()).wait().unwrap();
+    let mut stream = net.peer.connect(*pk.as_bytes()).wait().unwrap();
     let open = started.elapsed();
     assert_eq!(stream.remote_public_key(), *pk.as_bytes());
+    // Unordered messages: the JS server echoes each one (loopback loses none).
+    let sent: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + usize::from(i) * 40]).collect();
+    for m in &sent {
+        stream.send_message(m).unwrap();
+    }
+    let mut echoed = Vec::new();
+    assert!(eventually(Duration::from_secs(10), || {
+        while let Some(m) = stream.try_recv_message() {
+            echoed.push(m);
+        }
+        echoed.len() == sent.len()
+    }));
+    echoed.sort();
+    assert_eq!(echoed, sent, "every message came back intact");
     let data = pattern(MIB64);
     let t = Instant::now();
     let back = round_trip(stream, &data);

@@ -17,7 +17,7 @@ use tern_driver::EndpointHandle;
 
 use crate::api::endpoint::{ApiCommand, ApiNode, Route};
 use crate::api::error::DhtError;
-use crate::api::stream::{Closed, PIPE_CAPACITY, Pipe, SecureStream};
+use crate::api::stream::{Closed, MAX_QUEUED_MESSAGES, PIPE_CAPACITY, Pipe, SecureStream};
 
 /// Connections a listener buffers before the application accepts them; more are reset.
 const ACCEPT_BACKLOG: usize = 256;
@@ -131,8 +131,16 @@ impl Streams {
                     close_pipe(&pipe, closed);
                 }
             }
-            // Unordered messages are not exposed yet.
-            UdxEvent::Message { .. } => {}
+            UdxEvent::Message { id, data } => {
+                let Some(pipe) = self.pipes.get(&id) else { return };
+                let mut s = pipe.lock();
+                if !s.dropped && s.messages_in.len() < MAX_QUEUED_MESSAGES {
+                    s.messages_in.push_back(data);
+                    if let Some(w) = s.message_waker.take() {
+                        w.wake();
+                    }
+                }
+            }
         }
     }
 
@@ -148,6 +156,10 @@ impl Streams {
             self.pipes.remove(&id);
             close_pipe(&pipe, Closed::Error(io::ErrorKind::ConnectionAborted));
             return;
+        }
+        // Unordered messages go out at once (datagrams; UDX does not buffer them).
+        while let Some(m) = s.messages_out.pop_front() {
+            let _ = udx.send_message(now, id, &m, tx);
         }
         // Outbound: as much as UDX's send buffer takes.
         let mut written = 0;

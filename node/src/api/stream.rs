@@ -8,6 +8,7 @@
 //! when a buffer changes from a state it could be waiting on (empty outbound, full
 //! inbound), so a busy stream costs one mailbox message per batch, not per write.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -16,6 +17,7 @@ use std::task::{Context, Poll, Waker};
 use futures_io::{AsyncRead, AsyncWrite};
 use tern_crypto::noise::HandshakeResult;
 use tern_crypto::secretstream::SecretStream;
+use tern_crypto::secretstream::{ENVELOPE_OVERHEAD, UnorderedReceiver, UnorderedSender};
 use tern_driver::{EndpointHandle, SendError};
 
 use crate::api::endpoint::{ApiCommand, ApiNode};
@@ -24,6 +26,12 @@ use crate::api::endpoint::{ApiCommand, ApiNode};
 pub(crate) const PIPE_CAPACITY: usize = 1 << 20;
 /// Largest plaintext put in one frame by `write` (bigger writes are split).
 const MAX_FRAME_PLAINTEXT: usize = 64 * 1024;
+/// Unordered messages queued per direction (beyond, the newest is dropped: they are
+/// unreliable by contract, and the queue is fed by the network).
+pub(crate) const MAX_QUEUED_MESSAGES: usize = 256;
+/// The largest unordered message that fits one datagram at UDX's base MTU (1200 bytes
+/// less the 20-byte header and the envelope's counter and tag).
+pub const MAX_UNORDERED_MESSAGE_LEN: usize = 1200 - 20 - ENVELOPE_OVERHEAD;
 
 /// How a stream ended, as the handle sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +65,11 @@ pub(crate) struct PipeState {
     pub end_sent: bool,
     pub read_waker: Option<Waker>,
     pub write_waker: Option<Waker>,
+    /// Unordered messages sealed by the handle, not yet handed to UDX.
+    pub messages_out: VecDeque<Vec<u8>>,
+    /// Unordered envelopes received, not yet opened by the handle.
+    pub messages_in: VecDeque<Vec<u8>>,
+    pub message_waker: Option<Waker>,
 }
 
 /// The shared state of one stream.
@@ -92,6 +105,8 @@ pub struct SecureStream {
     /// Ciphertext taken from the pipe, not yet decrypted.
     scratch: Vec<u8>,
     failed: Option<io::ErrorKind>,
+    unordered_tx: UnorderedSender,
+    unordered_rx: UnorderedReceiver,
 }
 
 impl std::fmt::Debug for SecureStream {
@@ -114,7 +129,14 @@ impl SecureStream {
     ) -> Self {
         let secret = SecretStream::new(&handshake, &header);
         pipe.lock().outbound.extend_from_slice(&secret.header_frame());
+        // The unordered counter starts at 8 random bytes (from the header's, which are).
+        let mut counter = [0u8; 8];
+        counter.copy_from_slice(&header[16..24]);
+        let unordered_tx = UnorderedSender::new(&handshake.hash, handshake.is_initiator, counter);
+        let unordered_rx = UnorderedReceiver::new(&handshake.hash, handshake.is_initiator);
         Self {
+            unordered_tx,
+            unordered_rx,
             pipe,
             node,
             stream,
@@ -145,6 +167,69 @@ impl SecureStream {
     /// Whether we opened the connection.
     pub fn is_initiator(&self) -> bool {
         self.handshake.is_initiator
+    }
+
+    /// Sends one unordered message: a UDX MESSAGE datagram sealed as secret-stream's
+    /// unordered envelope, so it may arrive out of order or not at all (secret-stream's
+    /// `send`/`trySend`). At most [`MAX_UNORDERED_MESSAGE_LEN`] bytes; when 256 are already
+    /// waiting for the node, the message is dropped like a lost datagram.
+    pub fn send_message(&mut self, message: &[u8]) -> io::Result<()> {
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        if message.len() > MAX_UNORDERED_MESSAGE_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too large"));
+        }
+        let mut envelope = Vec::with_capacity(message.len() + ENVELOPE_OVERHEAD);
+        self.unordered_tx
+            .seal(message, &mut envelope)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        {
+            let mut s = self.pipe.lock();
+            if let Some(c) = s.closed {
+                let kind = match c {
+                    Closed::Clean => io::ErrorKind::BrokenPipe,
+                    Closed::Error(kind) => kind,
+                };
+                return Err(kind.into());
+            }
+            if s.messages_out.len() < MAX_QUEUED_MESSAGES {
+                s.messages_out.push_back(envelope);
+            }
+        }
+        self.nudge();
+        Ok(())
+    }
+
+    /// The next unordered message received, if one is waiting (forged or corrupted
+    /// envelopes are skipped).
+    pub fn try_recv_message(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let envelope = self.pipe.lock().messages_in.pop_front()?;
+            let mut out = Vec::new();
+            if self.unordered_rx.open(&envelope, &mut out).is_ok() {
+                return Some(out);
+            }
+        }
+    }
+
+    /// Waits for the next unordered message; `None` once the stream is closed and
+    /// nothing is left.
+    pub fn poll_recv_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        if let Some(m) = self.try_recv_message() {
+            return Poll::Ready(Some(m));
+        }
+        let mut s = self.pipe.lock();
+        if !s.messages_in.is_empty() {
+            drop(s);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if s.closed.is_some() {
+            return Poll::Ready(None);
+        }
+        s.message_waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// Resets the connection at once (UDX DESTROY; the peer sees an error).
@@ -371,6 +456,8 @@ impl Drop for SecureStream {
         s.end_requested = true;
         s.read_waker = None;
         s.write_waker = None;
+        s.message_waker = None;
+        s.messages_in.clear();
         drop(s);
         self.nudge();
     }
