@@ -3,6 +3,8 @@
 # log, die, wait_for, compose, containers_of, ip_of, http_ok). Each check runs tern's
 # own CLI inside the containers, so every datagram crosses the testbed's networks.
 
+# (Pipelines into grep read to the end — no `grep -q` — since with pipefail an early
+# exit of grep would fail the pipeline through the writer's SIGPIPE.)
 readonly bootstrap_flags=(--bootstrap 10.88.0.11:49737 --bootstrap 10.88.0.12:49737
   --bootstrap 10.88.0.13:49737)
 
@@ -46,19 +48,19 @@ PY
 check_backends() {
   local boot1 boot2 boot3 b3
   boot1=$(the boot1) boot2=$(the boot2) boot3=$(the boot3)
-  metrics "$boot1" | grep -qF 'tern_io_backend{backend="io_uring"} 1' \
+  metrics "$boot1" | grep -F 'tern_io_backend{backend="io_uring"} 1' >/dev/null \
     || die "boot1 (seccomp-io_uring.json) is not on io_uring: $(metrics "$boot1" | grep tern_io_backend)"
-  if docker logs "$boot1" 2>&1 | grep -q 'using the epoll backend'; then
+  if docker logs "$boot1" 2>&1 | grep 'using the epoll backend' >/dev/null; then
     die "boot1 logged an epoll fallback despite seccomp-io_uring.json"
   fi
-  metrics "$boot2" | grep -qF 'tern_io_backend{backend="epoll"} 1' \
+  metrics "$boot2" | grep -F 'tern_io_backend{backend="epoll"} 1' >/dev/null \
     || die "boot2 (seccomp-default.json) is not on epoll: $(metrics "$boot2" | grep tern_io_backend)"
   local why
-  why=$(docker logs "$boot2" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep 'using the epoll backend' | head -n1)
+  why=$(docker logs "$boot2" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | awk '/using the epoll backend/ && !n++')
   [ -n "$why" ] || die "boot2 fell back to epoll without saying so in its log"
   log "ok: seccomp-io_uring.json -> io_uring; seccomp-default.json -> epoll, logged: ${why#*WARN }"
   for c in $(containers_of node); do
-    metrics "$c" | grep -qF 'tern_io_backend{backend="io_uring"} 1' || die "$c is not on io_uring"
+    metrics "$c" | grep -F 'tern_io_backend{backend="io_uring"} 1' >/dev/null || die "$c is not on io_uring"
   done
   # Informational: the engine's built-in profile allows io_uring before Docker 25.
   b3=$(metrics "$boot3" | sed -n 's/^tern_io_backend{backend="\([a-z_]*\)"} 1$/\1/p')
@@ -190,6 +192,76 @@ check_stop() {
   log "ok: every container exited 0 on SIGTERM"
 }
 
+# docker/tern.service under a real systemd: PID 1 of a `tools` container with no network
+# but loopback. The unit must start tern as a dynamic user with no capabilities under
+# its seccomp filter, on io_uring with two pinned shards, stop it cleanly, and, with
+# io_uring taken out of the filter by a drop-in, run on epoll and log why.
+readonly systemd_container=tern-testbed-systemd
+
+check_systemd() {
+  local c=$systemd_container out
+  docker rm -f "$c" >/dev/null 2>&1 || true
+  docker run -d --name "$c" --network none --cap-add SYS_ADMIN \
+    --security-opt seccomp=unconfined --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp "$TERN_TOOLS_IMAGE" /lib/systemd/systemd >/dev/null
+  wait_for 60 "systemd to boot in $c" bash -c \
+    "docker exec $c systemctl is-system-running --wait | grep -Eq '^(running|degraded)$'"
+  docker cp "$here/tern.service" "$c:/etc/systemd/system/tern.service"
+  out=$(systemd_script | timeout 120 docker exec -i "$c" bash -s 2>&1) \
+    || die "tern.service under systemd: $out"
+  while read -r line; do log "$line"; done <<<"$out"
+  docker rm -f "$c" >/dev/null
+}
+
+# What check_systemd runs inside the container.
+systemd_script() {
+  cat <<'SH'
+set -euo pipefail
+fail() { echo "FAIL: $*"; journalctl -u tern --no-pager | tail -n 20; exit 1; }
+# A local network: a bootstrap node on 127.0.0.1:49736 (a transient unit), and the
+# unit's node configured from `tern config print` to join it on two cores.
+systemd-run --quiet --unit tern-boot /usr/local/bin/tern bootstrap --host 127.0.0.1 --port 49736
+mkdir -p /etc/tern
+tern config print | sed -e 's/^port = 0/port = 49737/' \
+  -e 's/^bootstrap = \[\]/bootstrap = ["127.0.0.1:49736"]/' -e 's/^cores = 1/cores = 2/' \
+  -e 's/^\[admin\]/[admin]\nlisten = "127.0.0.1:9180"/' >/etc/tern/tern.toml
+systemd-analyze verify /etc/systemd/system/tern.service || fail "systemd-analyze verify"
+metrics() { curl -fsS --max-time 2 127.0.0.1:9180/metrics; }
+start() {
+  systemctl daemon-reload
+  systemctl start tern
+  for _ in $(seq 30); do curl -fsS --max-time 1 127.0.0.1:9180/healthz >/dev/null 2>&1 && return; sleep 0.5; done
+  fail "tern.service did not answer /healthz"
+}
+stop() {
+  systemctl stop tern
+  [ "$(systemctl show tern -p ExecMainStatus --value)" = 0 ] || fail "exit status on stop"
+}
+start
+pid=$(systemctl show tern -p MainPID --value)
+status=$(cat "/proc/$pid/status")
+grep -Eq '^Uid:\s+[1-9]' <<<"$status" || fail "runs as root"
+grep -q '^CapEff:\s*0000000000000000' <<<"$status" || fail "has capabilities"
+grep -q '^NoNewPrivs:\s*1' <<<"$status" || fail "NoNewPrivs off"
+grep -q '^Seccomp:\s*2' <<<"$status" || fail "no seccomp filter"
+[ -d /var/lib/private/tern ] || fail "no StateDirectory"
+metrics | grep -F 'tern_io_backend{backend="io_uring"} 1' >/dev/null || fail "not on io_uring"
+journalctl -u tern --no-pager | grep 'sharded node started cores=2' >/dev/null || fail "not sharded on 2 cores"
+stop
+journalctl -u tern --no-pager | grep ' stopped ' >/dev/null || fail "no clean stop in the log"
+echo "ok: tern.service: dynamic uid $(awk '/^Uid:/ { print $2 }' <<<"$status"), no capabilities, NoNewPrivs, seccomp filter, io_uring on 2 cores, exit 0 on stop"
+mkdir -p /etc/systemd/system/tern.service.d
+printf '[Service]\nSystemCallFilter=~io_uring_setup io_uring_enter io_uring_register\n' \
+  >/etc/systemd/system/tern.service.d/no-io_uring.conf
+start
+metrics | grep -F 'tern_io_backend{backend="epoll"} 1' >/dev/null || fail "not on epoll without io_uring"
+why=$(journalctl -u tern --no-pager -o cat | grep 'using the epoll backend' | tail -n1)
+[ -n "$why" ] || fail "epoll fallback not logged"
+stop
+echo "ok: tern.service with io_uring filtered out: epoll, logged: ${why#*WARN }"
+SH
+}
+
 check() {
   local start=$SECONDS
   check_profiles
@@ -198,5 +270,6 @@ check() {
   check_nat
   check_loadgen
   check_stop
+  check_systemd
   log "checks passed in $((SECONDS - start))s"
 }

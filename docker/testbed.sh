@@ -5,7 +5,8 @@
 #   docker/testbed.sh images   build the static binaries and the images only
 #   docker/testbed.sh up       images + start dockerd if needed + compose up (stays up)
 #   docker/testbed.sh check    lookups, announces, records, NAT mappings, seccomp
-#                              backends, loadgen and clean stops against a running testbed
+#                              backends, loadgen and clean stops against a running
+#                              testbed, then docker/tern.service under systemd
 #   docker/testbed.sh run      up + check + down (down runs whatever happens: the CI test)
 #   docker/testbed.sh down     remove the containers and networks (and stop dockerd if
 #                              this script started it)
@@ -17,8 +18,9 @@
 # Images (see docker/Dockerfile):
 #   tern-testbed:static  FROM scratch + tern and tern-loadgen linked statically
 #   tern-testbed:tools   Debian minbase (debootstrap from this host's apt sources,
-#                        imported with `docker import`) + nftables, iproute2, conntrack
-#                        + the same binaries: the NAT routers and the nodes behind them
+#                        imported with `docker import`) + nftables, iproute2, conntrack,
+#                        systemd + the same binaries: the NAT routers, the nodes behind
+#                        them, and the systemd unit's check
 # The debootstrap tarball is cached in $TERN_TESTBED_CACHE (default
 # /var/cache/tern-testbed) and the imported image is kept, so a rerun skips both.
 #
@@ -36,7 +38,8 @@ readonly bin_dir=$target_dir/$triple/release
 readonly cache=${TERN_TESTBED_CACHE:-/var/cache/tern-testbed}
 readonly nodes=${TERN_TESTBED_NODES:-3}
 readonly nodes_per_container=${TERN_TESTBED_NODES_PER_CONTAINER:-7}
-readonly base_packages=nftables,iproute2,conntrack
+# nftables, iproute2, conntrack: the NAT routers; systemd, curl: tern.service's check.
+readonly base_packages=nftables,iproute2,conntrack,systemd,systemd-sysv,curl
 export TERN_IMAGE=tern-testbed:static
 export TERN_TOOLS_IMAGE=tern-testbed:tools
 export TERN_NODES_PER_CONTAINER=$nodes_per_container
@@ -263,6 +266,7 @@ down() {
     (cd "$here" && timeout 120 "${compose_cmd[@]}" -p "$project" -f compose.yml \
       down -v --remove-orphans -t 15) || log "compose down failed"
     remove_lan_rules
+    docker rm -f "$systemd_container" >/dev/null 2>&1 || true
   fi
   stop_dockerd
 }

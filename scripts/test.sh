@@ -55,3 +55,21 @@ step "netbench pipeline at tiny scale (plans/ci.toml: proves it works, asserts n
 cargo build -p tern -p tern-loadgen -p tern-netbench
 ./target/debug/netbench run netbench/plans/ci.toml --out target/netbench-ci > /dev/null
 test -s target/netbench-ci/report.md && test -s target/netbench-ci/ping-capacity-latency.svg
+
+step "docker testbed: bootstrap cluster, nodes behind consistent and random NATs, seccomp backends, loadgen (docker/testbed.sh run)"
+# CI starts from a fresh Debian machine as root: Debian's Docker engine and compose, and
+# debootstrap for the NAT routers' image, are installed here when missing. testbed.sh
+# builds the static release binaries (target/x86_64-unknown-linux-gnu, apart from the
+# builds above), starts dockerd if needed and stops it again, and tears the testbed down
+# whatever happens.
+missing=()
+for pkg in docker.io:dockerd docker-compose:docker-compose debootstrap:debootstrap \
+  iptables:iptables curl:curl python3:python3; do
+  command -v "${pkg#*:}" >/dev/null || missing+=("${pkg%%:*}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+./docker/testbed.sh run
