@@ -8,7 +8,7 @@
 #       consistent: plain masquerade; Linux keeps the source port when it is free and
 #                   reuses the mapping for every destination (endpoint-independent
 #                   mapping: hyperdht's "consistent" firewall class).
-#       random:     masquerade fully-random; every new destination gets a random port
+#       random:     masquerade random; every new destination gets its own port
 #                   (endpoint-dependent mapping: hyperdht's "random" class).
 #
 #   nat-router behind GATEWAY COMMAND...
@@ -27,7 +27,7 @@ router() {
   local mode=$1 wan_addr=$2 flags
   case "$mode" in
     consistent) flags="" ;;
-    random) flags="fully-random" ;;
+    random) flags="random" ;;
     *) usage ;;
   esac
   # Docker attaches networks in an order compose does not promise, so find the WAN
@@ -41,6 +41,14 @@ table ip tern_nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "$wan_if" masquerade $flags
+  }
+  # Unsolicited packets from the WAN are dropped before conntrack confirms an entry for
+  # them, as a home router's firewall does: otherwise a holepunch probe that reaches
+  # this router before it has a mapping leaves an entry that makes it map its own
+  # host's answer to another port (scripts/nat-test.sh's routers do the same).
+  chain prerouting {
+    type filter hook prerouting priority filter; policy accept;
+    iifname "$wan_if" ct state new drop
   }
   chain forward {
     type filter hook forward priority filter; policy drop;

@@ -150,6 +150,27 @@ else:
   done
 }
 
+# An encrypted stream to a server behind the consistent NAT, from a client on the WAN:
+# `tern listen --echo` in node-cons, `tern connect` in a node container, bytes back.
+# (Both sides behind NATs needs holepunching; see scripts/nat-test.sh for that matrix.)
+check_connect() {
+  local server client seed out pk echoed
+  server=$(the node-cons) client=$(containers_of node | head -n1)
+  seed=$(random_hex32) out=$(mktemp)
+  # TERN_ADMIN: the container's node already holds the admin port. The listener serves
+  # until its container stops (check_stop), which also ends this docker exec.
+  timeout 300 docker exec -e TERN_ADMIN=127.0.0.1:9181 "$server" tern --log warn listen \
+    --seed "$seed" --echo "${bootstrap_flags[@]}" >"$out" 2>&1 &
+  wait_for 30 "tern listen in $server" grep -Eq '^[0-9a-f]{64}$' "$out"
+  pk=$(head -n1 "$out")
+  echoed=$(echo "through the NAT" | timeout 60 docker exec -i -e TERN_ADMIN=127.0.0.1:9182 \
+    "$client" tern --log warn connect "$pk" "${bootstrap_flags[@]}" 2>&1) \
+    || die "tern connect from $client to $pk failed: $echoed"
+  [ "$echoed" = "through the NAT" ] || die "echo from $server: '$echoed'"
+  log "ok: encrypted stream from $client to a server behind nat-cons, echoed"
+  rm -f "$out"
+}
+
 # loadgen from its own container at boot1, below boot1's per-IP rate limit.
 check_loadgen() {
   local out boot1 before after
@@ -268,6 +289,7 @@ check() {
   check_backends
   check_records
   check_nat
+  check_connect
   check_loadgen
   check_stop
   check_systemd

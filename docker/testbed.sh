@@ -271,7 +271,7 @@ down() {
   stop_dockerd
 }
 
-# shellcheck source=testbed-check.sh
+# shellcheck source-path=SCRIPTDIR source=testbed-check.sh
 source "$here/testbed-check.sh"
 
 # `run`'s exit: the logs first when something failed, then down, whatever happened
