@@ -207,6 +207,9 @@ echo "== consistent NAT <-> consistent NAT"
 pk=$(tern_server a 1111111111111111111111111111111111111111111111111111111111111111)
 tern_client b "$pk" "tern client (b) -> tern server (a)"
 js_client b "$pk" "JS client (b) -> tern server (a)"
+# A public client with default flags (it assumes a NAT and says UNKNOWN): the server's
+# fast-mode probe reaches it and it connects back to the probe's source.
+tern_client wan "$pk" "tern client (wan, default flags) -> tern server (a)"
 pk=$(js_server a 2222222222222222222222222222222222222222222222222222222222222222)
 tern_client b "$pk" "tern client (b) -> JS server (a)"
 
