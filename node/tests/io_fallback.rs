@@ -67,8 +67,8 @@ fn a_blocked_io_uring_falls_back_to_epoll_and_still_serves() {
     assert_eq!(warnings.len(), 1, "{logs:#?}");
     assert!(
         warnings[0].contains(
-            "io_uring is blocked (EPERM): Docker's default seccomp profile blocks io_uring \
-             since 2023; using the epoll backend"
+            "io_uring is blocked (EPERM): a seccomp filter blocks it (Docker's default profile \
+             since 2023, a systemd SystemCallFilter); using the epoll backend"
         ),
         "{warnings:?}"
     );

@@ -92,7 +92,8 @@ pub enum UringUnavailable {
     #[error("io_uring is blocked (EPERM): {}", if *.sysctl == 1 {
         "kernel.io_uring_disabled=1 allows it only for the io_uring_group"
     } else {
-        "Docker's default seccomp profile blocks io_uring since 2023"
+        "a seccomp filter blocks it (Docker's default profile since 2023, a systemd \
+         SystemCallFilter)"
     })]
     Blocked {
         /// The `kernel.io_uring_disabled` value read (0 if unreadable).
@@ -249,8 +250,8 @@ mod tests {
         let eperm = classify(libc::EPERM, 0).to_string();
         assert_eq!(
             eperm,
-            "io_uring is blocked (EPERM): Docker's default seccomp profile blocks io_uring \
-             since 2023"
+            "io_uring is blocked (EPERM): a seccomp filter blocks it (Docker's default profile \
+             since 2023, a systemd SystemCallFilter)"
         );
         assert!(classify(libc::EPERM, 1).to_string().contains("io_uring_disabled=1"));
         assert!(classify(libc::ENOSYS, 0).to_string().contains("ENOSYS"));
