@@ -4,6 +4,9 @@
 //!   offered rate (open loop, Poisson) or a fixed number in flight (closed loop).
 //! * `peers`: thousands of real tern nodes, each with its own socket on 127.x
 //!   addresses, bootstrapping into the target network and running DHT operations.
+//! * `serve`, `connect`, `stream`: encrypted connections: time to open, and one-way
+//!   throughput of one or many streams (see `streams`; `interop/stream-bench.js` is the
+//!   JS twin, so both implementations are measured alike).
 //!
 //! Output: a progress bar while running, a summary table at the end, and with `--json`
 //! one JSON line per operation kind on stdout.
@@ -12,6 +15,7 @@ mod peers;
 mod plan;
 mod raw;
 mod stats;
+mod streams;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
@@ -71,6 +75,13 @@ enum Command {
     },
     /// Run many real tern peers against a network and measure DHT operations.
     Peers(peers::PeersArgs),
+    /// Listen as a key pair and serve the sink protocol (for `connect` and `stream`);
+    /// prints {"event":"listening","publicKey":HEX}, serves until stdin closes.
+    Serve(streams::server::ServeArgs),
+    /// Open connections to a server and measure time to open (p50/p90/p99).
+    Connect(streams::client::ConnectArgs),
+    /// Send bytes one way over one or many encrypted streams and measure MB/s.
+    Stream(streams::client::StreamArgs),
     /// Run the steps of a TOML plan in order (see loadgen/plans/).
     Plan {
         /// The plan file.
@@ -101,6 +112,49 @@ fn print_results(json: bool, seconds: f64, stats: &[OpStats]) {
     eprint!("{}", table(&rows));
 }
 
+/// Prints a connect result: the JSON line (with every sample) and a percentile table.
+#[allow(clippy::print_stdout)] // results are the program's output
+fn print_connect(json: bool, out: &streams::ConnectOutput) {
+    if json {
+        println!("{}", serde_json::to_string(out).unwrap_or_default());
+    }
+    let mut open = OpStats::new("open");
+    let mut reply = OpStats::new("reply");
+    for (s, v) in [(&mut open, &out.open_us), (&mut reply, &out.reply_us)] {
+        s.sent = out.ok + out.failed;
+        s.timeouts = out.failed;
+        v.iter().for_each(|&us| s.record_ok(us));
+    }
+    eprint!("{}", table(&[open.summary(out.seconds), reply.summary(out.seconds)]));
+}
+
+/// Prints a stream result: the JSON line and a one-row table.
+#[allow(clippy::print_stdout)] // results are the program's output
+fn print_stream(json: bool, out: &streams::StreamOutput) {
+    if json {
+        println!("{}", serde_json::to_string(out).unwrap_or_default());
+    }
+    let mut per = out.stream_mb_per_s.clone();
+    per.sort_by(f64::total_cmp);
+    let pick = |i: usize| per.get(i).copied().unwrap_or(0.0);
+    eprintln!(
+        "{:>7} {:>4} {:>6} {:>9} {:>12} {:>14} {:>14} {:>14} {:>8}",
+        "streams", "ok", "failed", "MiB each", "aggregate", "slowest", "median", "fastest", "CPU s"
+    );
+    eprintln!(
+        "{:>7} {:>4} {:>6} {:>9} {:>9.1} MB/s {:>9.1} MB/s {:>9.1} MB/s {:>9.1} MB/s {:>8.2}",
+        out.ok + out.failed,
+        out.ok,
+        out.failed,
+        out.bytes_per_stream >> 20,
+        out.mb_per_s,
+        pick(0),
+        pick(per.len() / 2),
+        pick(per.len().saturating_sub(1)),
+        out.cpu_s
+    );
+}
+
 /// Runs every step of a plan, printing each step's results as it ends.
 fn run_plan(file: &std::path::Path, json: bool, quiet: bool) -> anyhow::Result<()> {
     let plan = plan::Plan::load(file)?;
@@ -113,6 +167,10 @@ fn run_plan(file: &std::path::Path, json: bool, quiet: bool) -> anyhow::Result<(
         } else if let Some(args) = step.peers_args(plan.target) {
             let (secs, stats) = peers::run(&args, quiet)?;
             print_results(json, secs, &stats);
+        } else if let Some(args) = step.connect_args(plan.target) {
+            print_connect(json, &streams::client::connect(&args)?);
+        } else if let Some(args) = step.stream_args(plan.target) {
+            print_stream(json, &streams::client::stream(&args)?);
         }
     }
     Ok(())
@@ -159,6 +217,13 @@ fn main() -> ExitCode {
             r.map(|s| print_results(cli.json, duration, &[s]))
         }
         Command::Plan { file } => run_plan(&file, cli.json, cli.quiet),
+        Command::Serve(args) => streams::server::run(&args),
+        Command::Connect(args) => {
+            streams::client::connect(&args).map(|out| print_connect(cli.json, &out))
+        }
+        Command::Stream(args) => {
+            streams::client::stream(&args).map(|out| print_stream(cli.json, &out))
+        }
         Command::Peers(args) => {
             peers::run(&args, cli.quiet).map(|(secs, s)| print_results(cli.json, secs, &s))
         }

@@ -16,10 +16,22 @@
 //! peers = 1000
 //! rate = 200
 //! duration = 10
+//!
+//! [[step]]
+//! kind = "connect"        # encrypted connects to a server: time to open
+//! connects = 100          # measured connects (after `warmup` unrecorded ones)
+//! concurrency = 1         # in flight
+//! # public_key = "..."    # a server speaking the sink protocol; default: one in-process
+//!
+//! [[step]]
+//! kind = "stream"         # one-way throughput of encrypted streams
+//! mib = 64                # per stream
+//! streams = 4             # at once
+//! verify = "crc32"        # or "count"
 //! ```
 //!
-//! Step kinds are a tagged enum: the streams issue adds `connect` (holepunch rate and
-//! time-to-open) and `stream` (throughput per connection) beside these two.
+//! Step kinds are a tagged enum; `target` is the bootstrap node for connect and stream
+//! steps.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -30,6 +42,8 @@ use serde::Deserialize;
 
 use crate::peers::{PeersArgs, Workload};
 use crate::raw::{Arrivals, RawCommand, RawConfig};
+use crate::streams::Verify;
+use crate::streams::client::{ConnectArgs, ServerArgs, StreamArgs};
 
 /// A plan file.
 #[derive(Debug, Deserialize)]
@@ -72,6 +86,29 @@ pub enum Step {
         /// Peers become persistent nodes.
         #[serde(default)]
         persistent: bool,
+    },
+
+    /// Encrypted connects (see `tern-loadgen connect`).
+    Connect {
+        /// Measured connects (default 100).
+        connects: Option<usize>,
+        /// In flight (default 1).
+        concurrency: Option<usize>,
+        /// Unrecorded connects first (default 5).
+        warmup: Option<usize>,
+        /// Server public key (hex); default: a tern server in this process.
+        public_key: Option<String>,
+    },
+    /// Encrypted stream throughput (see `tern-loadgen stream`).
+    Stream {
+        /// MiB per stream (default 64).
+        mib: Option<u64>,
+        /// Streams at once (default 1).
+        streams: Option<usize>,
+        /// Payload check (default count).
+        verify: Option<Verify>,
+        /// Server public key (hex); default: a tern server in this process.
+        public_key: Option<String>,
     },
 }
 
@@ -150,6 +187,35 @@ impl Step {
     }
 }
 
+impl Step {
+    /// The arguments of a connect step.
+    pub fn connect_args(&self, target: SocketAddrV4) -> Option<ConnectArgs> {
+        let Step::Connect { connects, concurrency, warmup, public_key } = self else {
+            return None;
+        };
+        Some(ConnectArgs {
+            server: ServerArgs { bootstrap: target, public_key: public_key.clone() },
+            connects: connects.unwrap_or(100),
+            concurrency: concurrency.unwrap_or(1),
+            warmup: warmup.unwrap_or(5),
+            timeout: 10.0,
+        })
+    }
+
+    /// The arguments of a stream step.
+    pub fn stream_args(&self, target: SocketAddrV4) -> Option<StreamArgs> {
+        let Step::Stream { mib, streams, verify, public_key } = self else { return None };
+        Some(StreamArgs {
+            server: ServerArgs { bootstrap: target, public_key: public_key.clone() },
+            mib: mib.unwrap_or(64),
+            streams: streams.unwrap_or(1),
+            verify: verify.unwrap_or(Verify::Count),
+            warmup_mib: 8,
+            timeout: 120.0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +243,15 @@ mod tests {
         assert_eq!(raw.arrivals, Arrivals::Closed(64));
         let peers = plan.steps[1].peers_args(plan.target).unwrap();
         assert_eq!((peers.peers, peers.workload), (100, Workload::Mutable));
+        let conn: Plan = toml::from_str(
+            "target = \"127.0.0.1:1\"\n[[step]]\nkind = \"connect\"\nconnects = 7\n\
+             [[step]]\nkind = \"stream\"\nstreams = 3\nverify = \"crc32\"\n",
+        )
+        .unwrap();
+        let c = conn.steps[0].connect_args(conn.target).unwrap();
+        assert_eq!((c.connects, c.concurrency, c.server.public_key), (7, 1, None));
+        let s = conn.steps[1].stream_args(conn.target).unwrap();
+        assert_eq!((s.streams, s.mib, s.verify), (3, 64, Verify::Crc32));
         assert!(toml::from_str::<Plan>("target = \"127.0.0.1:1\"\n[[step]]\nkind = \"raw\"\ncommand = \"ping\"\nduration = 1\nrat = 5\n").is_err());
     }
 }

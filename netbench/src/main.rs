@@ -1,11 +1,15 @@
 //! `netbench`: macro-benchmark suites. Each plan runs scenarios against targets — tern,
 //! the JS reference (hyperdht 6.34.0 from `interop/`) and a raw UDP echo (the physical
 //! limit) — interleaved and repeated, with `tern-loadgen` as the load, and writes a
-//! report whose every claim is a ratio measured in the same run.
+//! report whose every claim is a ratio measured in the same run. Connection scenarios
+//! (time to open, stream MB/s) give tern and the JS reference each a loopback network,
+//! a server and a client of their own implementation (`streams`).
 
 mod plan;
 mod report;
 mod run;
+mod stream_report;
+mod streams;
 mod svg;
 mod target;
 
@@ -41,6 +45,10 @@ enum Command {
         /// First UDP port for targets (each target start uses the next one).
         #[arg(long, default_value_t = 27_000)]
         port: u16,
+        /// First UDP port for the connect/stream scenarios' networks (they cycle through
+        /// the 200 ports from here, a bootstrap node and its nodes per start).
+        #[arg(long, default_value_t = 28_000)]
+        stream_port: u16,
     },
     /// Compare two runs (report.json files or their directories); exits 1 on regression.
     Compare {
@@ -69,7 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let result: anyhow::Result<bool> = match cli.command {
-        Command::Run { plan, out, bin_dir, repo, port } => (|| {
+        Command::Run { plan, out, bin_dir, repo, port, stream_port } => (|| {
             let p = plan::Plan::load(&plan)?;
             let exe = std::env::current_exe()?;
             let bin_dir = bin_dir
@@ -81,7 +89,7 @@ fn main() -> ExitCode {
                 .or_else(|| std::env::current_dir().ok().and_then(|d| target::find_repo(&d)))
                 .context("cannot find the repository root (interop/); pass --repo")?;
             let tools = target::Tools { bin_dir, repo };
-            let results = run::run(&p, &tools, port)?;
+            let results = run::run(&p, &tools, port, stream_port)?;
             report::write(&results, &out)?;
             print!("{}", std::fs::read_to_string(out.join("report.md"))?);
             Ok(true)

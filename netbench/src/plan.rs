@@ -1,5 +1,12 @@
 //! Plans: which targets, which scenarios, how many repeats (TOML).
+//!
+//! Request scenarios (`mode = "capacity"` or `"rates"`) load one target process with
+//! `tern-loadgen raw`. Connection scenarios (`mode = "connect"` or `"stream"`) give each
+//! target a small network of its own implementation, a server and a client (see
+//! `streams`); targets that cannot hold encrypted connections (the raw echo) are
+//! skipped for them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -53,6 +60,10 @@ pub struct Target {
     /// Extra arguments for the target process (e.g. tern's `--io`, `--cores` later).
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment of every process of this target (e.g. `TERN_IO = "epoll"`, which
+    /// also reaches the loadgen nodes of the connection scenarios).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// How a scenario measures.
@@ -74,6 +85,65 @@ pub enum Mode {
         /// Offered rates (req/s).
         rates: Vec<f64>,
     },
+    /// Encrypted connects from a client to a listening server on a loopback network of
+    /// the target's own implementation: time-to-open percentiles.
+    Connect {
+        /// Measured connects per repeat.
+        connects: usize,
+        /// Connects in flight (1 = sequential).
+        #[serde(default = "one")]
+        concurrency: usize,
+        /// Unrecorded connects before them (a cold V8 or page cache is not the subject).
+        #[serde(default = "default_warmup")]
+        warmup: usize,
+        /// Nodes in the network besides the bootstrap node (relays for the handshake).
+        #[serde(default = "default_nodes")]
+        nodes: usize,
+    },
+    /// One-way throughput of `streams` encrypted streams sending `mib` MiB each at once.
+    Stream {
+        /// Payload per stream, MiB.
+        mib: u64,
+        /// Streams at once.
+        #[serde(default = "one")]
+        streams: usize,
+        /// Payload check by the server: "count" or "crc32".
+        #[serde(default = "default_verify")]
+        verify: String,
+        /// Unrecorded transfer first, MiB.
+        #[serde(default = "default_warmup_mib")]
+        warmup_mib: u64,
+        /// Nodes in the network besides the bootstrap node.
+        #[serde(default = "default_nodes")]
+        nodes: usize,
+    },
+}
+
+impl Mode {
+    /// Whether this is a connection scenario (connect or stream).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, Mode::Connect { .. } | Mode::Stream { .. })
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_warmup() -> usize {
+    5
+}
+
+fn default_nodes() -> usize {
+    3
+}
+
+fn default_verify() -> String {
+    "count".into()
+}
+
+fn default_warmup_mib() -> u64 {
+    8
 }
 
 /// One scenario.
@@ -81,7 +151,8 @@ pub enum Mode {
 pub struct Scenario {
     /// Name in reports.
     pub name: String,
-    /// Request kind for `tern-loadgen raw`: ping, find_node, lookup.
+    /// Request kind for `tern-loadgen raw`: ping, find_node, lookup (request scenarios).
+    #[serde(default)]
     pub command: String,
     /// Measurement mode.
     #[serde(flatten)]
@@ -108,13 +179,32 @@ impl Plan {
         anyhow::ensure!(plan.repeats >= 1, "repeats must be at least 1");
         anyhow::ensure!(plan.duration > 0.0, "duration must be positive");
         for s in &plan.scenarios {
-            if let Mode::Capacity { start, factor, max } = s.mode {
-                anyhow::ensure!(
-                    start > 0.0 && factor > 1.0 && max >= start,
+            match &s.mode {
+                Mode::Capacity { start, factor, max } => anyhow::ensure!(
+                    *start > 0.0 && *factor > 1.0 && max >= start,
                     "{}: bad capacity ladder",
                     s.name
-                );
+                ),
+                Mode::Rates { .. } => {}
+                Mode::Connect { connects, concurrency, nodes, .. } => anyhow::ensure!(
+                    *connects >= 1 && *concurrency >= 1 && *nodes >= 2,
+                    "{}: connects and concurrency must be ≥ 1, nodes ≥ 2",
+                    s.name
+                ),
+                Mode::Stream { mib, streams, verify, nodes, .. } => anyhow::ensure!(
+                    *mib >= 1
+                        && *streams >= 1
+                        && *nodes >= 2
+                        && matches!(verify.as_str(), "count" | "crc32"),
+                    "{}: mib and streams must be ≥ 1, nodes ≥ 2, verify count or crc32",
+                    s.name
+                ),
             }
+            anyhow::ensure!(
+                s.mode.is_connection() || !s.command.is_empty(),
+                "{}: request scenarios need a command",
+                s.name
+            );
         }
         Ok(plan)
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::run::{Measurement, Results};
-use crate::svg;
+use crate::{stream_report, svg};
 
 /// The median of `v` (0 for empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -175,6 +175,7 @@ pub fn write(results: &Results, dir: &Path) -> anyhow::Result<()> {
         )?;
         let _ = writeln!(md, "\n![p99 latency]({lat}) ![CPU per request]({cpu})\n");
     }
+    stream_report::write(results, dir, &mut md)?;
     std::fs::write(dir.join("report.md"), md)?;
     Ok(())
 }
@@ -206,7 +207,9 @@ pub fn compare(old: &Results, new: &Results) -> (Vec<String>, bool) {
             ));
         }
     }
-    (lines, regressed)
+    let (more, worse) = stream_report::compare(old, new);
+    lines.extend(more);
+    (lines, regressed || worse)
 }
 
 #[cfg(test)]

@@ -9,8 +9,13 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Mode, Plan, Scenario, Target};
+use crate::plan::{Mode, Plan, Scenario, Target, TargetKind};
+use crate::streams::{self, StreamRun};
 use crate::target::{self, Running, Tools};
+
+/// Ports the connection scenarios' networks cycle through, from `--stream-port`: each
+/// start takes the next block of `nodes + 1`, wrapping inside the span.
+const STREAM_PORT_SPAN: u16 = 200;
 
 /// Length of the unrecorded warm-up before each (scenario, repeat, target).
 const WARM_UP_SECONDS: f64 = 1.0;
@@ -78,6 +83,9 @@ pub struct Results {
     pub measurements: Vec<Measurement>,
     /// Capacity search outcomes.
     pub capacities: Vec<Capacity>,
+    /// Connect and stream scenario runs.
+    #[serde(default)]
+    pub stream_runs: Vec<StreamRun>,
 }
 
 /// The JSON line `tern-loadgen --json` prints.
@@ -94,7 +102,12 @@ struct LoadgenLine {
 }
 
 /// Runs the plan.
-pub fn run(plan: &Plan, tools: &Tools, mut base_port: u16) -> anyhow::Result<Results> {
+pub fn run(
+    plan: &Plan,
+    tools: &Tools,
+    mut base_port: u16,
+    first_stream_port: u16,
+) -> anyhow::Result<Results> {
     let mut results = Results {
         plan: plan.name.clone(),
         date: shell("date -u +%Y-%m-%dT%H:%MZ"),
@@ -110,11 +123,37 @@ pub fn run(plan: &Plan, tools: &Tools, mut base_port: u16) -> anyhow::Result<Res
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    if plan.scenarios.iter().any(|s| s.mode.is_connection())
+        && plan.targets.iter().any(|t| t.kind == TargetKind::Js)
+    {
+        streams::check_js(&tools.repo)?;
+    }
+    let stream_ports = first_stream_port..first_stream_port.saturating_add(STREAM_PORT_SPAN);
+    let mut stream_port = stream_ports.start;
     for scenario in &plan.scenarios {
         for repeat in 0..plan.repeats {
             for target in &plan.targets {
                 bar.inc(1);
                 if scenario.skip.contains(&target.name) {
+                    continue;
+                }
+                if let Mode::Connect { nodes, .. } | Mode::Stream { nodes, .. } = scenario.mode {
+                    if target.kind == TargetKind::Echo {
+                        continue;
+                    }
+                    bar.set_message(format!(
+                        "{} · {} · repeat {}",
+                        scenario.name,
+                        target.name,
+                        repeat + 1
+                    ));
+                    let block = nodes as u16 + 1;
+                    if stream_port.saturating_add(block) > stream_ports.end {
+                        stream_port = stream_ports.start;
+                    }
+                    let r = streams::measure(scenario, target, repeat, stream_port, tools)?;
+                    stream_port += block;
+                    results.stream_runs.push(r);
                     continue;
                 }
                 bar.set_message(format!(
@@ -151,6 +190,7 @@ fn measure_scenario(
     let warm_rate = match &scenario.mode {
         Mode::Rates { rates } => rates.iter().copied().fold(f64::INFINITY, f64::min),
         Mode::Capacity { start, .. } => *start,
+        Mode::Connect { .. } | Mode::Stream { .. } => return Ok(()),
     };
     let warm_plan = Plan { duration: WARM_UP_SECONDS, ..plan.clone() };
     measure(&warm_plan, scenario, target, repeat, warm_rate.min(1e6), running, tools)?;
@@ -184,6 +224,7 @@ fn measure_scenario(
                 capacity,
             });
         }
+        Mode::Connect { .. } | Mode::Stream { .. } => {}
     }
     Ok(())
 }
