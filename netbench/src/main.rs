@@ -50,6 +50,15 @@ enum Command {
         #[arg(long, default_value_t = 28_000)]
         stream_port: u16,
     },
+    /// Re-render report.md and the plots of a finished run from its report.json (after
+    /// the report code changed, or into another directory).
+    Report {
+        /// The run (report.json or its directory).
+        run: PathBuf,
+        /// Output directory (default: the run's own).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Compare two runs (report.json files or their directories); exits 1 on regression.
     Compare {
         /// The baseline run.
@@ -92,6 +101,19 @@ fn main() -> ExitCode {
             let results = run::run(&p, &tools, port, stream_port)?;
             report::write(&results, &out)?;
             print!("{}", std::fs::read_to_string(out.join("report.md"))?);
+            Ok(true)
+        })(),
+        Command::Report { run, out } => (|| {
+            let results = load_results(&run)?;
+            let dir = out.unwrap_or_else(|| {
+                if run.is_dir() {
+                    run.clone()
+                } else {
+                    run.parent().map(PathBuf::from).unwrap_or_default()
+                }
+            });
+            report::write(&results, &dir)?;
+            print!("{}", std::fs::read_to_string(dir.join("report.md"))?);
             Ok(true)
         })(),
         Command::Compare { old, new } => (|| {

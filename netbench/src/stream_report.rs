@@ -21,6 +21,8 @@ use crate::svg;
 const P5_MIN_RATIO: f64 = 5.0;
 /// P6: connect time-to-open p50 at most this fraction of the JS reference's.
 const P6_MAX_RATIO: f64 = 0.5;
+/// A reply slower than this is counted as a stall.
+const SLOW_REPLY_US: u64 = 500_000;
 /// Samples are µs from 1 µs to 60 s.
 const MAX_US: u64 = 60_000_000;
 
@@ -42,8 +44,13 @@ pub struct ConnectRow {
     pub open: [f64; 3],
     /// Smallest and largest per-repeat p50.
     pub p50_range: (f64, f64),
-    /// Median over repeats of time-to-reply p50 (µs).
+    /// Median over repeats of time-to-reply p50 and p99 (µs).
     pub reply_p50: f64,
+    /// See `reply_p50`.
+    pub reply_p99: f64,
+    /// Replies that took at least [`SLOW_REPLY_US`], over every repeat (a stalled first
+    /// data exchange, e.g. a first packet lost and resent after the 1 s initial RTO).
+    pub slow_replies: usize,
     /// Successful / all connects, over every repeat.
     pub ok: u64,
     /// Failed connects, over every repeat.
@@ -109,6 +116,13 @@ pub fn connect_rows(results: &Results) -> BTreeMap<String, Vec<(String, ConnectR
                         reply_p50: median(
                             runs.iter().map(|r| quantiles(&r.reply_us, &[0.5])[0]).collect(),
                         ),
+                        reply_p99: median(
+                            runs.iter().map(|r| quantiles(&r.reply_us, &[0.99])[0]).collect(),
+                        ),
+                        slow_replies: runs
+                            .iter()
+                            .map(|r| r.reply_us.iter().filter(|&&v| v >= SLOW_REPLY_US).count())
+                            .sum(),
                         ok: runs.iter().map(|r| r.ok).sum(),
                         failed: runs.iter().map(|r| r.failed).sum(),
                         cpu_ms: (
@@ -265,14 +279,14 @@ pub fn write(results: &Results, dir: &Path, md: &mut String) -> anyhow::Result<(
         let _ = writeln!(md, "### {scenario}\n");
         let _ = writeln!(
             md,
-            "| target | runs | open p50 | p50 range | open p90 | open p99 | reply p50 | ok / failed | client CPU ms/conn | server CPU ms/conn | p50 vs js |"
+            "| target | runs | open p50 | p50 range | open p90 | open p99 | reply p50 | reply p99 | replies ≥ 0.5 s | ok / failed | client CPU ms/conn | server CPU ms/conn | p50 vs js |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let js = js_of(&rows);
         for (t, r) in &rows {
             let _ = writeln!(
                 md,
-                "| {t} | {} | {} | {:.2}–{:.2} | {} | {} | {} | {} / {} | {:.2} | {:.2} | {} |",
+                "| {t} | {} | {} | {:.2}–{:.2} | {} | {} | {} | {} | {} | {} / {} | {:.2} | {:.2} | {} |",
                 r.repeats,
                 ms(r.open[0]),
                 r.p50_range.0 / 1e3,
@@ -280,6 +294,8 @@ pub fn write(results: &Results, dir: &Path, md: &mut String) -> anyhow::Result<(
                 ms(r.open[1]),
                 ms(r.open[2]),
                 ms(r.reply_p50),
+                ms(r.reply_p99),
+                r.slow_replies,
                 r.ok,
                 r.failed,
                 r.cpu_ms.0,

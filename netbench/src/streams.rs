@@ -254,8 +254,9 @@ fn client(
             (cmd, Duration::from_secs_f64(limit.min(3600.0)))
         }
         (Mode::Stream { mib, streams, verify, warmup_mib, .. }, kind) => {
-            // Generous: 1 MB/s per stream would still finish (CI runs debug builds).
-            let timeout = (60.0 + (mib * (*streams).max(1) as u64) as f64).min(1800.0);
+            // Generous (5 MiB/s over all streams still finishes; CI runs debug builds),
+            // but short enough that a stalled stream costs a minute or two, not ten.
+            let timeout = (60.0 + (mib * (*streams).max(1) as u64) as f64 / 5.0).min(1800.0);
             let cmd = if kind == TargetKind::Tern {
                 let mut c = Command::new(tools.bin("tern-loadgen"));
                 c.args(["--json", "--quiet", "stream", "--bootstrap", bootstrap]);
