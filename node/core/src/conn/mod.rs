@@ -100,7 +100,9 @@ pub struct ConnConfig {
     /// New handshakes answered per client IP within the 10 s de-duplication window.
     /// Each costs three Diffie-Hellman operations, a stream and possibly a holepunch
     /// session; hyperdht has no limit (its issue 294: a flood of handshakes exhausts a
-    /// server). Beyond it the server stays silent, as for a rejected client.
+    /// server). Beyond it the server stays silent, as for a rejected client. Loopback
+    /// clients are exempt (local load generators and tests, like the rpc rate limit's
+    /// `exempt_loopback`).
     pub max_handshakes_per_ip: u32,
     /// Heartbeat interval of idle connections (hyperdht's `connectionKeepAlive`, 5 s,
     /// which it sends as empty secret-stream messages; tern sends UDX heartbeats, which
@@ -117,7 +119,7 @@ impl Default for ConnConfig {
             max_awaiting: 16_384,
             connect_timeout: Duration::from_secs(20),
             first_packet_timeout: Duration::from_secs(10),
-            max_handshakes_per_ip: 64,
+            max_handshakes_per_ip: 1024,
             keepalive: Some(Duration::from_secs(5)),
         }
     }

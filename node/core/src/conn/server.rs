@@ -122,8 +122,9 @@ impl Connections {
             Some(a) if a.expires > now => a.reply.clone(),
             _ => {
                 let ip = *client.ip();
-                if self.answered_per_ip.get(&ip).copied().unwrap_or(0)
-                    >= self.config.max_handshakes_per_ip
+                if !ip.is_loopback()
+                    && self.answered_per_ip.get(&ip).copied().unwrap_or(0)
+                        >= self.config.max_handshakes_per_ip
                 {
                     self.stats.handshakes_refused += 1;
                     return;
