@@ -62,44 +62,8 @@ ip -n "$P-wan" link add br0 type bridge
 ip -n "$P-wan" addr add 10.99.0.1/24 dev br0
 ip -n "$P-wan" link set br0 up
 
-# router NAME WAN_IP consistent|random
-router() {
-  local name=$1 wan_ip=$2 kind=$3
-  mkns "$name"
-  ip link add "w-$P-$name" netns "$P-wan" type veth peer name wan0 netns "$P-$name"
-  ip -n "$P-wan" link set "w-$P-$name" master br0 up
-  ip -n "$P-$name" addr add "$wan_ip/24" dev wan0
-  ip -n "$P-$name" link set wan0 up
-  in_ns "$name" sysctl -qw net.ipv4.ip_forward=1
-  local flags=""
-  [ "$kind" = random ] && flags="random"
-  in_ns "$name" nft -f - <<EOF
-table ip nat {
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "wan0" masquerade $flags
-  }
-  chain prerouting {
-    type filter hook prerouting priority filter; policy accept;
-    iifname "wan0" ct state new drop
-  }
-}
-EOF
-}
-
-# host NAME ROUTER LAN_PREFIX: one machine behind a router
-host() {
-  local name=$1 via=$2 lan=$3
-  mkns "$name"
-  ip link add "l-$P-$name" netns "$P-$via" type veth peer name eth0 netns "$P-$name"
-  ip -n "$P-$via" addr add "$lan.1/24" dev "l-$P-$name"
-  ip -n "$P-$via" link set "l-$P-$name" up
-  ip -n "$P-$name" addr add "$lan.2/24" dev eth0
-  ip -n "$P-$name" link set eth0 up
-  ip -n "$P-$name" route add default via "$lan.1"
-}
-
-# set_nat ROUTER consistent|random: swap a router's masquerade kind between cases.
+# set_nat ROUTER consistent|random: the router's masquerade kind (also swapped between
+# cases).
 set_nat() {
   local flags=""
   [ "$2" = random ] && flags="random"
@@ -117,6 +81,30 @@ table ip nat {
 }
 EOF
   in_ns "$1" conntrack -F 2>/dev/null || true
+}
+
+# router NAME WAN_IP consistent|random
+router() {
+  local name=$1 wan_ip=$2 kind=$3
+  mkns "$name"
+  ip link add "w-$P-$name" netns "$P-wan" type veth peer name wan0 netns "$P-$name"
+  ip -n "$P-wan" link set "w-$P-$name" master br0 up
+  ip -n "$P-$name" addr add "$wan_ip/24" dev wan0
+  ip -n "$P-$name" link set wan0 up
+  in_ns "$name" sysctl -qw net.ipv4.ip_forward=1
+  set_nat "$name" "$kind"
+}
+
+# host NAME ROUTER LAN_PREFIX: one machine behind a router
+host() {
+  local name=$1 via=$2 lan=$3
+  mkns "$name"
+  ip link add "l-$P-$name" netns "$P-$via" type veth peer name eth0 netns "$P-$name"
+  ip -n "$P-$via" addr add "$lan.1/24" dev "l-$P-$name"
+  ip -n "$P-$via" link set "l-$P-$name" up
+  ip -n "$P-$name" addr add "$lan.2/24" dev eth0
+  ip -n "$P-$name" link set eth0 up
+  ip -n "$P-$name" route add default via "$lan.1"
 }
 
 router nat1 10.99.0.11 consistent

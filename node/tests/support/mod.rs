@@ -136,29 +136,22 @@ pub fn tern_bootstrapper(driver: &NodeDriver, port: u16) -> Dht {
 
 /// A persistent tern node (like JS `ephemeral: false, firewalled: false`) on 127.0.0.1.
 pub fn tern_node(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16) -> Dht {
-    let config = NodeConfig {
-        rpc: RpcConfig {
-            bootstrap: vec![bootstrap],
-            ephemeral: Some(false),
-            firewalled: false,
-            ..RpcConfig::default()
-        },
-        host: Ipv4Addr::LOCALHOST,
-        port,
-        ..NodeConfig::default()
-    };
-    Dht::start_on(driver, config).expect("node binds")
+    tern_peer(driver, bootstrap, port, false)
 }
 
 /// A tern node that stays firewalled and ephemeral (a peer behind a NAT, as far as the
 /// connection logic can tell): it says UNKNOWN in handshakes, so connections between two
 /// of these need holepunching even on loopback.
 pub fn tern_firewalled_node(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16) -> Dht {
+    tern_peer(driver, bootstrap, port, true)
+}
+
+fn tern_peer(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16, natted: bool) -> Dht {
     let config = NodeConfig {
         rpc: RpcConfig {
             bootstrap: vec![bootstrap],
-            ephemeral: Some(true),
-            firewalled: true,
+            ephemeral: Some(natted),
+            firewalled: natted,
             ..RpcConfig::default()
         },
         host: Ipv4Addr::LOCALHOST,
