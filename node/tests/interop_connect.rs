@@ -9,15 +9,15 @@ mod support;
 
 use support::stream::{pattern, round_trip};
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::io::{Read, Write};
+use std::process::Child;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::{
-    eventually, interop_dir, localhost, tern_bootstrapper, tern_firewalled_node, tern_node,
+    eventually, localhost, spawn_js, tern_bootstrapper, tern_firewalled_node, tern_node,
 };
 use tern::{Dht, DhtError, KeyPair};
 
@@ -46,34 +46,12 @@ fn echo_all(mut s: tern::SecureStream) -> usize {
 /// `interop/stream.js` in one mode; its JSON lines arrive on a channel.
 struct JsStream {
     child: Child,
-    lines: Receiver<Value>,
+    lines: Receiver<String>,
 }
 
 impl JsStream {
     fn start(mode: &str, options: Value) -> JsStream {
-        let dir = interop_dir();
-        assert!(dir.join("node_modules/hyperdht").is_dir(), "run `npm ci` in interop/");
-        let mut child = Command::new("node")
-            .arg("stream.js")
-            .arg(mode)
-            .arg(options.to_string())
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node (Node.js) must be installed");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send(v).is_err()
-                {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = spawn_js(&["stream.js", mode, &options.to_string()]);
         JsStream { child, lines }
     }
 
@@ -82,7 +60,9 @@ impl JsStream {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let v = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no {event} line"));
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no {event} line"));
+            // stream.js prints JSON lines only; anything else is not an event.
+            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
             if v["event"] == event || v["event"] == "error" {
                 return v;
             }

@@ -22,6 +22,35 @@ pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop")
 }
 
+/// Starts `node <args>` in `interop/` (stdin and stdout piped); its stdout lines arrive
+/// on the channel, read by a thread that ends with the process.
+pub fn spawn_js(args: &[&str]) -> (Child, Receiver<String>) {
+    let dir = interop_dir();
+    assert!(
+        dir.join("node_modules/hyperdht").is_dir(),
+        "the JS reference is not installed: run `npm ci` in {} (scripts/test.sh does)",
+        dir.display()
+    );
+    let mut child = Command::new("node")
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node (Node.js) must be installed to run interop tests");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
 /// A running `peer.js` process.
 pub struct JsPeer {
     child: Child,
@@ -35,31 +64,7 @@ pub struct JsPeer {
 impl JsPeer {
     /// Starts `node peer.js <options>` and waits (≤ 60 s) for its ready line.
     pub fn start(options: Value) -> JsPeer {
-        let dir = interop_dir();
-        assert!(
-            dir.join("node_modules/hyperdht").is_dir(),
-            "the JS reference is not installed: run `npm ci` in {} (scripts/test.sh does)",
-            dir.display()
-        );
-        let mut child = Command::new("node")
-            .arg("peer.js")
-            .arg(options.to_string())
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node (Node.js) must be installed to run interop tests");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut child, lines) = spawn_js(&["peer.js", &options.to_string()]);
         let stdin = child.stdin.take();
         let mut peer = JsPeer { child, stdin, lines, next_id: 0, nodes: Vec::new() };
         let ready = peer.next_line(Duration::from_secs(60)).expect("peer.js ready line");

@@ -135,11 +135,7 @@ impl Udx {
         remote: SocketAddrV4,
         tx: &mut TxQueue,
     ) -> Result<(), UdxError> {
-        self.touch(now);
-        if remote.port() == 0 {
-            return Err(UdxError::InvalidRemote);
-        }
-        let s = self.get(id)?;
+        let s = self.stream_for_remote(now, id, remote)?;
         if s.remote.is_some() {
             return Err(UdxError::AlreadyConnected(id));
         }
@@ -153,6 +149,20 @@ impl Udx {
             None
         });
         Ok(())
+    }
+
+    /// The stream `connect` / `change_remote` point at `remote` (port 0 is no address).
+    fn stream_for_remote(
+        &mut self,
+        now: Timestamp,
+        id: u32,
+        remote: SocketAddrV4,
+    ) -> Result<&mut Stream, UdxError> {
+        self.touch(now);
+        if remote.port() == 0 {
+            return Err(UdxError::InvalidRemote);
+        }
+        self.get(id)
     }
 
     /// The stream binds to the socket and source address of the first packet that
@@ -437,11 +447,7 @@ impl Udx {
         remote: SocketAddrV4,
         tx: &mut TxQueue,
     ) -> Result<(), UdxError> {
-        self.touch(now);
-        if remote.port() == 0 {
-            return Err(UdxError::InvalidRemote);
-        }
-        let s = self.get(id)?;
+        let s = self.stream_for_remote(now, id, remote)?;
         if s.remote.is_none() {
             return Err(UdxError::NotConnected(id));
         }

@@ -204,7 +204,6 @@ pub struct Connections {
     /// Holepunch sessions by our stream id, and their indexes (see `punch`).
     punches: HashMap<u32, punch::Session>,
     punch_slots: HashMap<u64, u32>,
-    punch_relays: HashMap<u32, Vec<SocketAddrV4>>,
     punch_owner: HashMap<ReqId, u32>,
     random_punches: u32,
     last_random_punch: Option<Timestamp>,
@@ -242,7 +241,6 @@ impl Connections {
             stats: ConnStats::default(),
             punches: HashMap::new(),
             punch_slots: HashMap::new(),
-            punch_relays: HashMap::new(),
             punch_owner: HashMap::new(),
             random_punches: 0,
             last_random_punch: None,

@@ -160,6 +160,10 @@ pub(crate) struct Session {
     deadline: Timestamp,
     echoes_left: u32,
     client: Option<ClientSide>,
+    /// A responder's handshake slot (the id clients name in PEER_HOLEPUNCH).
+    slot: Option<u64>,
+    /// A responder's announce relays: only holepunches they forward get address tokens.
+    our_relays: Vec<SocketAddrV4>,
 }
 
 /// What a server needs to start a responder session for an accepted handshake.
@@ -205,6 +209,8 @@ impl Session {
             deadline: Timestamp::NEVER,
             echoes_left: ECHO_BUDGET,
             client: None,
+            slot: None,
+            our_relays: Vec::new(),
         }
     }
 
@@ -356,8 +362,9 @@ impl Connections {
         if let Some((req, _)) = s.client.as_ref().and_then(|c| c.inflight) {
             self.punch_owner.remove(&req);
         }
-        self.punch_slots.retain(|_, v| *v != s.stream);
-        self.punch_relays.remove(&s.stream);
+        if let Some(slot) = s.slot {
+            self.punch_slots.remove(&slot);
+        }
         if s.punching.as_ref().is_some_and(|p| p.random) {
             self.random_punches = self.random_punches.saturating_sub(1);
         }

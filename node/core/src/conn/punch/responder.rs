@@ -38,8 +38,8 @@ impl Connections {
         s.deadline = now + RESPONDER_WAIT;
         s.know_host(*seed.client.ip());
         s.local = LocalNat::from_net(&net);
-        s.client = None;
-        self.punch_relays.insert(stream, seed.relays);
+        s.our_relays = seed.relays;
+        s.slot = Some(slot);
         self.punch_slots.insert(slot, stream);
         self.punches.insert(stream, s);
         self.stats.holepunches += 1;
@@ -79,7 +79,7 @@ impl Connections {
         let Some(&stream) = self.punch_slots.get(&hp.id) else { return };
         let Some(s) = self.punches.get(&stream) else { return };
         let Some(p) = Received::open(&s.secret, hp.payload) else { return };
-        let from_our_relay = self.punch_relays.get(&stream).is_some_and(|r| r.contains(&req.from));
+        let from_our_relay = s.our_relays.contains(&req.from);
         let random_ok = self.random_punch_allowed(now);
         let Some(s) = self.punches.get_mut(&stream) else { return };
         let token = s.token(*client.ip());
