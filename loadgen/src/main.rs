@@ -11,6 +11,7 @@
 //! Output: a progress bar while running, a summary table at the end, and with `--json`
 //! one JSON line per operation kind on stdout.
 
+mod garbage;
 mod peers;
 mod plan;
 mod raw;
@@ -72,6 +73,14 @@ enum Command {
         /// Seed for targets and arrival times.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Garbage flood: this fraction (0..1) of the offered datagrams is malformed
+        /// (truncated, corrupted, length bombs, stray responses, unknown UDX streams,
+        /// oversize), sent from separate sockets; the rest are the measured requests.
+        /// Open loop only: `--rate 40000 --malformed 0.5` is 20 000 requests/s plus
+        /// 20 000 malformed datagrams/s.
+        #[arg(long, default_value_t = 0.0, conflicts_with = "inflight",
+              value_parser = fraction)]
+        malformed: f64,
     },
     /// Run many real tern peers against a network and measure DHT operations.
     Peers(peers::PeersArgs),
@@ -110,6 +119,15 @@ fn print_results(json: bool, seconds: f64, stats: &[OpStats]) {
         }
     }
     eprint!("{}", table(&rows));
+    for r in rows.iter().filter(|r| r.malformed > 0) {
+        eprintln!("{}: {} malformed datagrams sent alongside", r.op, r.malformed);
+    }
+}
+
+/// Parses a fraction in [0, 1).
+fn fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..1.0).contains(&f) { Ok(f) } else { Err(format!("{f} is not in [0, 1)")) }
 }
 
 /// Prints a connect result: the JSON line (with every sample) and a percentile table.
@@ -192,6 +210,7 @@ fn main() -> ExitCode {
             timeout,
             bind,
             seed,
+            malformed,
         } => {
             let arrivals = match (rate, inflight) {
                 (_, Some(n)) => Arrivals::Closed(n),
@@ -207,6 +226,7 @@ fn main() -> ExitCode {
                 timeout: Duration::from_secs_f64(timeout),
                 bind,
                 seed,
+                malformed,
             };
             let bar = progress_bar(cli.quiet, cfg.duration);
             let r = raw::run(&cfg, |elapsed, s| {

@@ -165,6 +165,7 @@ impl Step {
             timeout: Duration::from_secs(1),
             bind: Ipv4Addr::LOCALHOST,
             seed: 1,
+            malformed: 0.0,
         })
     }
 

@@ -7,6 +7,11 @@
 //! 750 ms. The generator instead drives many sockets from one thread with
 //! `sendmmsg`/`recvmmsg` batches, each socket owning its 65 536 tids, which bounds the
 //! requests in flight to `sockets × 65 536`.
+//!
+//! With `malformed` > 0 that fraction of the offered datagrams is garbage
+//! ([`crate::garbage`]), sent from sockets of its own so that a garbage datagram that
+//! happens to decode cannot answer a measured request; the measured requests are the
+//! rest of the offered rate.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
@@ -18,6 +23,7 @@ use tern_udp::{OutDatagram, RecvBatch, SendBatch, SocketOptions, UdpSocket};
 use tern_wire::rpc::{Message, Request};
 use tern_wire::{Decode, Encode};
 
+use crate::garbage;
 use crate::stats::OpStats;
 
 /// What each request asks.
@@ -74,7 +80,12 @@ pub struct RawConfig {
     pub bind: Ipv4Addr,
     /// Seed for targets and arrival times.
     pub seed: u64,
+    /// Fraction (0..1) of the offered datagrams that are malformed.
+    pub malformed: f64,
 }
+
+/// Sockets the malformed datagrams leave from.
+const GARBAGE_SOCKETS: usize = 4;
 
 const NO_REQUEST: u64 = 0;
 /// Datagrams sent per `sendmmsg` and received per `recvmmsg`.
@@ -106,6 +117,17 @@ pub fn run(
             out: Vec::new(),
         });
     }
+    let mut garbage_lanes = Vec::new();
+    if cfg.malformed > 0.0 {
+        for _ in 0..GARBAGE_SOCKETS {
+            let socket = UdpSocket::bind(SocketAddrV4::new(cfg.bind, 0), &options)
+                .with_context(|| format!("binding a garbage socket on {}", cfg.bind))?;
+            garbage_lanes.push(socket);
+        }
+    }
+    let mut garbage_out: Vec<Vec<u8>> = Vec::new();
+    // P(malformed) as a threshold on 53 random bits.
+    let malformed_cut = (cfg.malformed.clamp(0.0, 1.0) * (1u64 << 53) as f64) as u64;
     let mut rng = Rng::from_seed(cfg.seed);
     let mut stats = OpStats::new(cfg.command.name());
     let mut recv = RecvBatch::new(BATCH, 2048);
@@ -144,6 +166,12 @@ pub fn run(
                 }
                 Arrivals::Closed(_) => now,
             };
+            if malformed_cut > 0 && (rng.next_u64() >> 11) < malformed_cut {
+                garbage_out.push(garbage::malformed(&mut rng, cfg.target));
+                stats.malformed += 1;
+                issued += 1;
+                continue;
+            }
             let lane = &mut lanes[lane_rr % cfg.sockets.max(1)];
             lane_rr += 1;
             let tid = lane.next_tid;
@@ -192,6 +220,22 @@ pub fn run(
                 }
             }
             lane.out.clear();
+        }
+        if !garbage_out.is_empty() {
+            let socket = &garbage_lanes[lane_rr % GARBAGE_SOCKETS];
+            let mut items =
+                garbage_out.iter().map(|d| OutDatagram { dest: cfg.target, ttl: None, data: d });
+            while items.len() > 0 {
+                let outcome = send.send(socket.as_fd(), &mut items);
+                if outcome.would_block || outcome.done() == 0 {
+                    break;
+                }
+            }
+            garbage_out.clear();
+        }
+        // Replies to garbage that decoded by chance are read and thrown away.
+        for socket in &garbage_lanes {
+            while recv.recv(socket.as_fd()).unwrap_or_default() == BATCH {}
         }
         // Collect replies.
         let mut received = 0;

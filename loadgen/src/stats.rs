@@ -26,6 +26,8 @@ pub struct OpStats {
     pub errors: BTreeMap<u64, u64>,
     /// Answered, but wrong (e.g. a lookup missing a record known to be announced).
     pub wrong: u64,
+    /// Malformed datagrams sent alongside (`raw --malformed`); not operations.
+    pub malformed: u64,
 }
 
 impl OpStats {
@@ -41,6 +43,7 @@ impl OpStats {
             timeouts: 0,
             errors: BTreeMap::new(),
             wrong: 0,
+            malformed: 0,
         }
     }
 
@@ -67,6 +70,7 @@ impl OpStats {
             timeouts: self.timeouts,
             errors,
             wrong: self.wrong,
+            malformed: self.malformed,
             ok_ratio: if self.sent == 0 { 0.0 } else { self.ok as f64 / self.sent as f64 },
             rate: if seconds > 0.0 { self.ok as f64 / seconds } else { 0.0 },
             p50_us: q(0.5),
@@ -93,6 +97,9 @@ pub struct Summary {
     pub errors: u64,
     /// Wrong answers.
     pub wrong: u64,
+    /// Malformed datagrams sent alongside the operations (garbage flood).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub malformed: u64,
     /// ok / sent.
     pub ok_ratio: f64,
     /// Successful operations per second.
@@ -107,6 +114,10 @@ pub struct Summary {
     pub p999_us: u64,
     /// Worst, µs.
     pub max_us: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Renders summaries as a fixed-width table.

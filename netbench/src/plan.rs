@@ -163,6 +163,11 @@ pub struct Scenario {
     /// Targets to skip (e.g. the echo for a scenario whose answers it cannot fake).
     #[serde(default)]
     pub skip: Vec<String>,
+    /// Garbage flood: this fraction of the offered datagrams is malformed
+    /// (`tern-loadgen raw --malformed`); rates and capacities count all datagrams, the
+    /// pass criterion only the valid requests among them.
+    #[serde(default)]
+    pub malformed: f64,
 }
 
 fn default_min_ok() -> f64 {
@@ -200,6 +205,12 @@ impl Plan {
                     s.name
                 ),
             }
+            anyhow::ensure!(
+                (0.0..1.0).contains(&s.malformed)
+                    && (s.malformed == 0.0 || !s.mode.is_connection()),
+                "{}: malformed is a fraction in [0, 1) of a request scenario",
+                s.name
+            );
             anyhow::ensure!(
                 s.mode.is_connection() || !s.command.is_empty(),
                 "{}: request scenarios need a command",

@@ -245,6 +245,7 @@ fn measure(
         .args(["--json", "--quiet", "raw", "--target", &running.addr.to_string()])
         .args(["--command", &scenario.command, "--rate", &rate.to_string()])
         .args(["--duration", &plan.duration.to_string(), "--sockets", "32"])
+        .args(["--malformed", &scenario.malformed.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
