@@ -44,5 +44,6 @@ pub use tern_core::conn::RemoteView;
 pub use tern_core::{NodeConfig, NodeStats};
 pub use tern_crypto::{KeyPair, PublicKey};
 pub use tern_dht::{MutableValue, OpError, PeerInfo};
+pub use tern_driver::MAX_DATAGRAM_LEN;
 pub use tern_driver::{IoBackend, IoMode};
 pub use tern_rpc::RpcConfig;

@@ -56,7 +56,7 @@ retries = 5
 [rpc.rate_limit]
 per_second = 50
 [store]
-max_value_bytes = 4096
+max_value_bytes = 1500
 [store.topics]
 max_per_topic = 64
 "#;
@@ -75,7 +75,7 @@ fn precedence_flags_over_env_over_file_over_defaults() {
     assert_eq!(get(&from_file, "node.nodes").as_integer(), Some(2));
     assert_eq!(get(&from_file, "node.io").as_str(), Some("epoll"));
     assert_eq!(get(&from_file, "rpc.retries").as_integer(), Some(5));
-    assert_eq!(get(&from_file, "store.max_value_bytes").as_integer(), Some(4096));
+    assert_eq!(get(&from_file, "store.max_value_bytes").as_integer(), Some(1500));
     assert_eq!(get(&from_file, "store.topics.max_per_topic").as_integer(), Some(64));
     assert_eq!(get(&from_file, "rpc.rate_limit.per_second").as_integer(), Some(50));
     assert_eq!(get(&from_file, "rpc.rate_limit.burst").as_integer(), Some(2000));
@@ -105,6 +105,8 @@ fn unknown_keys_and_bad_values_are_refused() {
         ("typo.toml", "[node]\nprot = 1\n"),
         ("io.toml", "[node]\nio = \"kqueue\"\n"),
         ("section.toml", "[nope]\n"),
+        // No request carrying a value this large can arrive (2 KiB receive buffers).
+        ("value.toml", "[store]\nmax_value_bytes = 16384\n"),
     ] {
         let file = write_file(name, text);
         let out = Command::new(TERN)

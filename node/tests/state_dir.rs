@@ -11,7 +11,10 @@
 //!    never ready; the damaged file is reported and ignored, the process stays up.
 //!
 //! The times are printed (`--nocapture`) for BENCHMARKS.md; only what must hold is
-//! asserted: 3 gets ready, 4 does not. Ports 29000–29041; every wait is bounded.
+//! asserted: 3 gets ready, 4 does not. The same holds for `tern listen`: a server
+//! restarted with its snapshot announces itself with its bootstrap node gone. And
+//! `tern bootstrap --peer` makes the nodes of a bootstrap cluster know each other.
+//! Ports 29000–29041, 29050–29081, 29090–29093; every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -90,6 +93,22 @@ fn stop(mut node: Killed) {
     panic!("tern node did not stop within 20 s of SIGTERM");
 }
 
+/// `tern listen --echo` with `dir` as its state directory: its stdout lines (the first
+/// is the public key, printed once it has announced itself).
+fn listen(dir: &Path, boot: u16) -> (Killed, Receiver<String>) {
+    let mut child = Command::new(TERN)
+        .arg("--state-dir")
+        .arg(dir)
+        .args(["listen", "--echo", "--seed", &"5e".repeat(32), "--host", "127.0.0.1"])
+        .args(["--bootstrap", &localhost(boot).to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tern runs");
+    let out = lines_of(child.stdout.take().unwrap());
+    (Killed(child), out)
+}
+
 fn state_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tern-state-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -157,4 +176,82 @@ fn a_snapshot_lets_a_restarted_node_rejoin_without_its_bootstrap_node() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&damaged);
+}
+
+#[test]
+fn a_listening_server_restarted_with_its_snapshot_announces_without_its_bootstrap_node() {
+    const LISTEN_BOOT: u16 = 29050;
+    let driver = tern::node_driver(1, "listen-net").unwrap();
+    let boot = tern_bootstrapper(&driver, LISTEN_BOOT);
+    let nodes: Vec<Dht> =
+        (1..=30).map(|i| tern_node(&driver, localhost(LISTEN_BOOT), LISTEN_BOOT + i)).collect();
+    for n in &nodes {
+        n.ready().wait().unwrap();
+    }
+    assert!(eventually(Duration::from_secs(30), || nodes.iter().all(Dht::is_persistent)));
+
+    let dir = state_dir("listen");
+    let (server, out) = listen(&dir, LISTEN_BOOT);
+    let key = out.recv_timeout(READY_LIMIT).expect("the server announces itself");
+    stop(server);
+    let saved = tern::snapshot::read(&tern::snapshot::path_in(&dir, 0)).unwrap().unwrap();
+    assert!(saved.len() >= 20, "the listener's snapshot holds its table: {}", saved.len());
+
+    // The bootstrap node is gone: only the snapshot leads to the network.
+    boot.destroy().unwrap();
+    let (server, out) = listen(&dir, LISTEN_BOOT);
+    let again = out.recv_timeout(READY_LIMIT).expect("announced through the snapshot");
+    assert_eq!(again, key, "the same seed is the same key");
+    // Clients find it through the network (a node it never had as bootstrap).
+    let client = tern_node(&driver, localhost(LISTEN_BOOT + 1), LISTEN_BOOT + 31);
+    client.ready().wait().unwrap();
+    let public_key: [u8; 32] = hex::decode(key.trim()).unwrap().try_into().unwrap();
+    let found = client.find_peer(public_key).wait().unwrap();
+    assert!(found.is_some(), "the restarted server's announcement is found");
+    stop(server);
+    client.destroy().unwrap();
+    for n in nodes {
+        n.destroy().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bootstrap_nodes_given_their_peers_know_each_other() {
+    const FIRST: u16 = 29090;
+    const ADMIN: u16 = 29092;
+    let spawn = |port: u16, admin: Option<u16>, peers: &[u16]| {
+        let mut cmd = Command::new(TERN);
+        if let Some(a) = admin {
+            cmd.args(["--admin", &format!("127.0.0.1:{a}")]);
+        }
+        cmd.args(["bootstrap", "--host", "127.0.0.1", "--port", &port.to_string()]);
+        for p in peers {
+            cmd.args(["--peer", &localhost(*p).to_string()]);
+        }
+        Killed(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("tern runs"))
+    };
+    let table_size = |admin: u16| -> Option<u64> {
+        let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let line = text.lines().find(|l| l.starts_with("tern_routing_table_nodes"))?;
+        line.split_whitespace().last()?.parse::<f64>().ok().map(|v| v as u64)
+    };
+    // The first knows no one; the second names the first (and itself, which is skipped).
+    let first = spawn(FIRST, Some(ADMIN), &[]);
+    assert!(eventually(Duration::from_secs(20), || table_size(ADMIN).is_some()), "admin up");
+    assert_eq!(table_size(ADMIN), Some(0), "a lone bootstrap node knows no one");
+    let second = spawn(FIRST + 1, Some(ADMIN + 1), &[FIRST, FIRST + 1]);
+    assert!(
+        eventually(Duration::from_secs(20), || table_size(ADMIN) == Some(1)
+            && table_size(ADMIN + 1) == Some(1)),
+        "each bootstrap node has the other in its table: {:?} {:?}",
+        table_size(ADMIN),
+        table_size(ADMIN + 1)
+    );
+    stop(second);
+    stop(first);
 }

@@ -30,8 +30,11 @@ pub struct StoreLimits {
     pub mutables: CacheLimits,
     /// Immutable values: 32 768 for 48 h.
     pub immutables: CacheLimits,
-    /// Largest mutable or immutable value accepted. JS checks nothing; a UDP datagram
-    /// caps it in practice, and 16 KiB is far above what fits an MTU.
+    /// Largest mutable or immutable value accepted. JS checks nothing: the datagram
+    /// caps it, since libudx receives into a 2 048-byte buffer (longer datagrams arrive
+    /// truncated and fail to decode) and so does tern's driver (its receive slot). The
+    /// default, 2 KiB, therefore refuses nothing a JS node would store; lower it to
+    /// refuse smaller values (hyperswarm's old DHT refused values over 1 000 bytes).
     pub max_value_bytes: usize,
 }
 
@@ -47,7 +50,7 @@ impl Default for StoreLimits {
             bumps: announce(65_536),
             mutables: record(32_768),
             immutables: record(32_768),
-            max_value_bytes: 16 * 1024,
+            max_value_bytes: 2048,
         }
     }
 }

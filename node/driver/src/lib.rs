@@ -49,4 +49,7 @@ pub use driver::{
 };
 pub use io::{IoBackend, IoMode, ParseIoModeError, UringUnavailable};
 pub use stats::DriverStats;
+/// The receive slot length: the longest datagram a node built on this driver receives
+/// whole (libudx, under the JS reference, receives into a buffer of the same size).
+pub use tern_udp::DEFAULT_SLOT_LEN as MAX_DATAGRAM_LEN;
 pub use tern_udp::SocketOptions;

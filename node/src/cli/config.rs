@@ -167,7 +167,7 @@ impl Default for RpcSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
-    /// Largest mutable or immutable value accepted.
+    /// Largest mutable or immutable value accepted (≤ 2 048: no longer datagram arrives).
     pub max_value_bytes: usize,
     /// Announced topic records.
     pub topics: TopicSection,
@@ -369,6 +369,14 @@ impl Settings {
             self.log.format
         );
         anyhow::ensure!(self.node.cores >= 1, "node.cores must be at least 1");
+        anyhow::ensure!(
+            self.store.max_value_bytes <= tern::MAX_DATAGRAM_LEN,
+            "store.max_value_bytes = {} can never apply: no request carrying more than {} \
+             bytes arrives (tern's and libudx's receive buffers are {} bytes)",
+            self.store.max_value_bytes,
+            tern::MAX_DATAGRAM_LEN,
+            tern::MAX_DATAGRAM_LEN
+        );
         anyhow::ensure!(self.rpc.request_timeout_ms > 0, "rpc.request_timeout_ms must be > 0");
         anyhow::ensure!(
             self.node.snapshot_interval_ms > 0,

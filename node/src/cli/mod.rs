@@ -106,6 +106,11 @@ enum Command {
         /// UDP port.
         #[arg(long, default_value_t = 49737)]
         port: u16,
+        /// The other bootstrap nodes of the network, contacted at start so the
+        /// bootstrap nodes know each other (as hyperdht's `bootstrapper(port, host,
+        /// { bootstrap })`); repeat the flag for each. None by default.
+        #[arg(long = "peer", value_name = "HOST:PORT")]
+        peers: Vec<SocketAddrV4>,
     },
     /// Run one or more DHT nodes until interrupted. Configuration: defaults < the
     /// `--config` file < `TERN_*` variables < flags (`tern config print` shows it).
@@ -279,15 +284,13 @@ fn run_command(command: Command, settings: &Settings) -> anyhow::Result<()> {
         signal: lifecycle::StopSignal::install()?,
         shutdown_timeout: settings.shutdown_timeout(),
         admin: settings.admin.listen,
-        state: settings
-            .node
-            .state_dir
-            .clone()
-            .map(|dir| state::StateDir { dir, interval: settings.snapshot_interval() }),
+        state: state::StateDir::from_settings(settings),
     };
     let (io, cores) = (settings.io()?, settings.node.cores);
     match command {
-        Command::Bootstrap { host, port } => run::bootstrap(host, port, settings, &run),
+        Command::Bootstrap { host, port, peers } => {
+            run::bootstrap(host, port, &peers, settings, &run)
+        }
         Command::Node { .. } => run::nodes(settings, &run),
         Command::Testnet { nodes, host, port } => run::testnet(nodes, host, port, io, cores, &run),
         Command::Listen { seed, .. } => {

@@ -17,6 +17,7 @@ use tern::{Dht, KeyPair, ReadHalf, SecureStream, WriteHalf};
 use crate::cli::config::Settings;
 use crate::cli::hex32;
 use crate::cli::run::Run;
+use crate::cli::state::StateDir;
 
 /// Bytes moved per read in either direction (a secret-stream frame holds at most 64 KiB).
 const CHUNK: usize = 64 * 1024;
@@ -42,9 +43,14 @@ pub fn key_pair(seed: Option<&str>) -> anyhow::Result<KeyPair> {
     Ok(KeyPair::from_seed(&seed))
 }
 
-/// Starts the command's node and waits until it has bootstrapped.
+/// Starts the command's node and waits until it has bootstrapped; with `--state-dir`,
+/// through the snapshot of its last run too.
 fn start_node(settings: &Settings) -> anyhow::Result<Dht> {
     let mut config = settings.node_config(0);
+    if let Some(state) = StateDir::from_settings(settings) {
+        state.prepare()?;
+        state.load_into(0, &mut config.rpc);
+    }
     // Without --port a one-shot peer takes any free port, leaving hyperdht's default
     // ports to long-running nodes on the same host.
     config.random_port = settings.node.port == 0;
@@ -122,7 +128,7 @@ pub fn listen_pipe(key_pair: &KeyPair, settings: &Settings) -> anyhow::Result<()
     };
     tracing::info!(remote = hex::encode(stream.remote_public_key()), "connection");
     let result = pipe(stream);
-    finish(dht, Some(server));
+    finish(dht, Some(server), settings);
     result
 }
 
@@ -140,13 +146,17 @@ pub fn connect(public_key: &str, settings: &Settings) -> anyhow::Result<()> {
     };
     tracing::info!(remote = public_key, "connected");
     let result = pipe(stream);
-    finish(dht, None);
+    finish(dht, None, settings);
     result
 }
 
-/// Lets the last bytes be acknowledged, then unannounces and stops the node.
-fn finish(dht: Dht, server: Option<tern::Server>) {
+/// Lets the last bytes be acknowledged, keeps the routing table (`--state-dir`), then
+/// unannounces and stops the node.
+fn finish(dht: Dht, server: Option<tern::Server>, settings: &Settings) {
     thread::sleep(LINGER);
+    if let Some(state) = StateDir::from_settings(settings) {
+        state.save(std::slice::from_ref(&dht));
+    }
     if let Some(server) = server {
         let _ = server.close();
     }

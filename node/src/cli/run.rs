@@ -59,13 +59,22 @@ impl Run {
 
 /// `tern bootstrap`: persistent from the start with id H32(host:port), never moving to
 /// another port (as `Dht::bootstrapper`), with the `[rpc]` and `[store]` limits of
-/// `settings` — the per-IP rate limit on by default, as befits a public node.
-pub fn bootstrap(host: Ipv4Addr, port: u16, settings: &Settings, run: &Run) -> anyhow::Result<()> {
+/// `settings` — the per-IP rate limit on by default, as befits a public node. `peers`
+/// are the other bootstrap nodes (queried at start, like any bootstrap contact).
+pub fn bootstrap(
+    host: Ipv4Addr,
+    port: u16,
+    peers: &[SocketAddrV4],
+    settings: &Settings,
+    run: &Run,
+) -> anyhow::Result<()> {
     if host.is_unspecified() {
         bail!("a bootstrap node needs its public address as --host, not {host}");
     }
     let public = SocketAddrV4::new(host, port);
-    let mut rpc = RpcConfig { public_addr: Some(public), ..settings.rpc_limits() };
+    let peers: Vec<_> = peers.iter().copied().filter(|p| *p != public).collect();
+    let mut rpc =
+        RpcConfig { public_addr: Some(public), bootstrap: peers, ..settings.rpc_limits() };
     if let Some(state) = &run.state {
         state.prepare()?;
         state.load_into(0, &mut rpc);

@@ -28,6 +28,12 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// The `--state-dir` of `settings`, if one was given.
+    pub fn from_settings(settings: &crate::cli::config::Settings) -> Option<Self> {
+        let dir = settings.node.state_dir.clone()?;
+        Some(Self { dir, interval: settings.snapshot_interval() })
+    }
+
     /// Creates the directory (a start-up error if that fails: the operator asked for
     /// state and would otherwise silently lose it).
     pub fn prepare(&self) -> anyhow::Result<()> {
