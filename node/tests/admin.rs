@@ -136,6 +136,12 @@ fn health_metrics_and_json_logs() {
         "tern_shard_cpu_seconds_total",
         "tern_shard_mailbox_depth",
         "tern_replies_capped_total",
+        "tern_replies_total",
+        "tern_error_replies_total",
+        "tern_connections_total",
+        "tern_holepunches_total",
+        "tern_holepunch_probes_total",
+        "tern_handshakes_refused_total",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing:\n{metrics}");
     }
@@ -176,4 +182,81 @@ fn readyz_flips_once_the_table_holds_k_nodes() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(last.0, 200, "ready within 30 s: {}", last.1);
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered, without the
+/// `node` label) in `metrics`.
+fn sample(metrics: &str, name: &str, labels: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+#[test]
+fn metrics_count_the_requests_and_replies_that_were_sent() {
+    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+    use tern_wire::Encode;
+    use tern_wire::rpc::{Message, Request};
+
+    const NODE: u16 = 27220;
+    const ADMIN: u16 = 27292;
+    let child = Command::new(TERN)
+        .args(["--admin", &format!("127.0.0.1:{ADMIN}")])
+        .args(["bootstrap", "--host", "127.0.0.1", "--port", &NODE.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Stopped(child);
+    assert_eq!(get(ADMIN, "/healthz").0, 200);
+
+    // Known numbers of each kind, every one answered before the next is sent.
+    let node = SocketAddrV4::new(Ipv4Addr::LOCALHOST, NODE);
+    let socket = UdpSocket::bind("127.0.0.3:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let target = [7u8; 32];
+    let mut tid = 0u16;
+    let mut ask = |internal: bool, command: u64| {
+        tid += 1;
+        let req = Request {
+            tid,
+            to: node,
+            id: None,
+            token: None,
+            internal,
+            command,
+            target: Some(&target),
+            value: None,
+        };
+        socket.send_to(&req.to_vec(), node).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = socket.recv(&mut buf).expect("every request is answered");
+        match tern_wire::Decode::decode(&buf[..n]) {
+            Ok(Message::Response(r)) => assert_eq!(r.tid, tid),
+            other => panic!("not a response: {other:?}"),
+        }
+    };
+    let counts =
+        [(true, 2, "find_node", 37), (false, 3, "lookup", 23), (false, 2, "find_peer", 11)];
+    for &(internal, command, _, n) in &counts {
+        for _ in 0..n {
+            ask(internal, command);
+        }
+    }
+    // An app command number hyperdht does not have: answered with an error.
+    ask(false, 77);
+
+    let (_, metrics) = get(ADMIN, "/metrics");
+    for (internal, _, name, n) in counts {
+        let kind = if internal { "internal" } else { "app" };
+        let labels = format!("command=\"{name}\",kind=\"{kind}\"");
+        assert_eq!(sample(&metrics, "tern_requests_total", &labels), Some(n), "{name} requests");
+        assert_eq!(sample(&metrics, "tern_replies_total", &labels), Some(n), "{name} replies");
+    }
+    let other = "command=\"other_app\",kind=\"app\"";
+    assert_eq!(sample(&metrics, "tern_requests_total", other), Some(1));
+    assert_eq!(sample(&metrics, "tern_error_replies_total", ""), Some(1), "{metrics}");
 }

@@ -117,6 +117,28 @@ pub struct StoreStats {
     pub relay_refused: u64,
 }
 
+impl StoreStats {
+    /// Adds `other`'s counters to these (the shards of one node identity summed).
+    pub fn accumulate(&mut self, other: &StoreStats) {
+        let Self {
+            bad_signatures,
+            malformed,
+            too_large,
+            topic_full,
+            seq_refused,
+            relayed,
+            relay_refused,
+        } = other;
+        self.bad_signatures += bad_signatures;
+        self.malformed += malformed;
+        self.too_large += too_large;
+        self.topic_full += topic_full;
+        self.seq_refused += seq_refused;
+        self.relayed += relayed;
+        self.relay_refused += relay_refused;
+    }
+}
+
 /// The stores of one node.
 #[derive(Debug)]
 pub struct Store {

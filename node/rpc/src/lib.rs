@@ -22,5 +22,5 @@ pub use ratelimit::{RateLimit, RateLimiter};
 pub use server::{
     Handler, IncomingRequest, NoApplication, RECOMMENDED_MAX_REPLY_RATIO, ReplyFields, Responder,
 };
-pub use stats::{DropReason, RpcStats};
+pub use stats::{APP_COMMAND_SLOTS, DropReason, RpcStats};
 pub use table::{AddOutcome, K, RoutingTable, TableNode};

@@ -16,7 +16,7 @@ use tern_wire::{AddrList, Encode};
 
 use crate::io::{Inflight, Owner};
 use crate::node::{DelayedPing, Rpc};
-use crate::stats::{DropReason, RpcStats};
+use crate::stats::{CommandSlot, DropReason, RpcStats};
 use crate::table::{K, RoutingTable};
 
 /// Largest reply we encode; dht-rpc values are expected to fit one MTU-ish datagram
@@ -81,6 +81,8 @@ pub struct Responder<'a> {
     pub(crate) from: SocketAddrV4,
     pub(crate) tid: u16,
     pub(crate) target: Option<[u8; 32]>,
+    /// The counters the replies to this request go to.
+    pub(crate) slot: CommandSlot,
     /// Most bytes the reply to the requester may take (`None`: no cap): set for
     /// requests without a valid token when `RpcConfig::max_reply_ratio` is on.
     pub(crate) budget: Option<usize>,
@@ -181,7 +183,9 @@ impl Responder<'_> {
                 }
             }
         }
-        self.push(self.from, &res);
+        if self.push(self.from, &res) {
+            self.stats.count_reply(self.slot, error);
+        }
     }
 
     /// Bytes a value may take in a reply with `fields` before the reply budget forces
@@ -248,16 +252,21 @@ impl Responder<'_> {
             error: error_code::OK,
             value: Some(value),
         };
-        self.push(to, &res);
+        if self.push(to, &res) {
+            self.stats.count_reply(self.slot, error_code::OK);
+        }
     }
 
-    fn push(&mut self, to: SocketAddrV4, msg: &impl Encode) {
+    /// Queues `msg` for `to`; false (and counted) when it did not fit.
+    fn push(&mut self, to: SocketAddrV4, msg: &impl Encode) -> bool {
         let len = msg.encoded_len();
         if len > MAX_DATAGRAM
             || !self.tx.push_with(self.socket, to, None, len, |buf| msg.encode(buf).ok())
         {
             self.stats.drop(DropReason::TxQueueFull);
+            return false;
         }
+        true
     }
 }
 
@@ -280,6 +289,7 @@ impl Rpc {
             from,
             tid: req.tid,
             target: req.target.copied(),
+            slot: CommandSlot::of(req.internal, req.command),
             budget: None,
         }
     }
@@ -320,6 +330,9 @@ impl Rpc {
         let budget = self.reply_budget(&req, req_len);
         if !req.internal {
             self.stats.app_requests += 1;
+            if let CommandSlot::App(i) = CommandSlot::of(false, req.command) {
+                self.stats.app_commands[i] += 1;
+            }
             let incoming = IncomingRequest { from, socket, from_id, request: req };
             let mut out = self.responder(tx, socket, from, &req);
             out.budget = budget;

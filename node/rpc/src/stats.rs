@@ -24,6 +24,34 @@ pub enum DropReason {
     RateLimited,
 }
 
+/// Slots of [`RpcStats::app_commands`]: hyperdht's ten command numbers and "other".
+pub const APP_COMMAND_SLOTS: usize = 11;
+
+/// Which counter slot a request's replies go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommandSlot {
+    /// `internal_requests` / `internal_replies` index.
+    Internal(usize),
+    /// `app_commands` / `app_replies` index.
+    App(usize),
+}
+
+impl CommandSlot {
+    /// The slot of a request with this `internal` flag and `command` number.
+    pub(crate) fn of(internal: bool, command: u64) -> Self {
+        if internal {
+            Self::Internal(
+                tern_wire::rpc::InternalCommand::from_u64(command).map_or(5, |c| c as usize),
+            )
+        } else {
+            Self::App(
+                usize::try_from(command)
+                    .map_or(APP_COMMAND_SLOTS - 1, |c| c.min(APP_COMMAND_SLOTS - 1)),
+            )
+        }
+    }
+}
+
 /// Counters, monotonic since the node started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RpcStats {
@@ -31,6 +59,17 @@ pub struct RpcStats {
     pub internal_requests: [u64; 6],
     /// Application-space requests handed to the handler.
     pub app_requests: u64,
+    /// The same by command number: hyperdht's 0..=9 (PEER_HANDSHAKE .. IMMUTABLE_GET,
+    /// see [`APP_COMMAND_SLOTS`]), index 10 for any other number.
+    pub app_commands: [u64; APP_COMMAND_SLOTS],
+    /// Replies sent, by the internal command of the request answered (indexed as
+    /// `internal_requests`).
+    pub internal_replies: [u64; 6],
+    /// Replies sent, by the application command of the request answered (indexed as
+    /// `app_commands`; a relay's answer to a client on a server's behalf included).
+    pub app_replies: [u64; APP_COMMAND_SLOTS],
+    /// Replies that carried an error code (any command).
+    pub error_replies: u64,
     /// Responses matched to our requests.
     pub responses: u64,
     /// Requests answered with INVALID_TOKEN.
@@ -68,6 +107,69 @@ pub struct RpcStats {
 }
 
 impl RpcStats {
+    /// Adds `other`'s counters to these (the shards of one node identity summed).
+    pub fn accumulate(&mut self, other: &RpcStats) {
+        let sum = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        sum(&mut self.internal_requests, &other.internal_requests);
+        sum(&mut self.app_commands, &other.app_commands);
+        sum(&mut self.internal_replies, &other.internal_replies);
+        sum(&mut self.app_replies, &other.app_replies);
+        let Self {
+            internal_requests: _,
+            app_commands: _,
+            internal_replies: _,
+            app_replies: _,
+            app_requests,
+            error_replies,
+            responses,
+            invalid_tokens,
+            requests_sent,
+            timeouts,
+            too_short,
+            port_zero,
+            decode_errors,
+            unknown_type,
+            unmatched_responses,
+            malformed_internal,
+            delayed_ping_refused,
+            tx_queue_full,
+            invalid_ids,
+            rate_limited,
+            replies_trimmed,
+            values_withheld,
+        } = other;
+        // Destructured above so that a new counter cannot be forgotten here.
+        self.app_requests += app_requests;
+        self.error_replies += error_replies;
+        self.responses += responses;
+        self.invalid_tokens += invalid_tokens;
+        self.requests_sent += requests_sent;
+        self.timeouts += timeouts;
+        self.too_short += too_short;
+        self.port_zero += port_zero;
+        self.decode_errors += decode_errors;
+        self.unknown_type += unknown_type;
+        self.unmatched_responses += unmatched_responses;
+        self.malformed_internal += malformed_internal;
+        self.delayed_ping_refused += delayed_ping_refused;
+        self.tx_queue_full += tx_queue_full;
+        self.invalid_ids += invalid_ids;
+        self.rate_limited += rate_limited;
+        self.replies_trimmed += replies_trimmed;
+        self.values_withheld += values_withheld;
+    }
+
+    /// Counts a reply to a request of `slot`.
+    pub(crate) fn count_reply(&mut self, slot: CommandSlot, error: u64) {
+        match slot {
+            CommandSlot::Internal(i) => self.internal_replies[i] += 1,
+            CommandSlot::App(i) => self.app_replies[i] += 1,
+        }
+        if error != 0 {
+            self.error_replies += 1;
+        }
+    }
+
     /// Counts a drop.
     pub fn drop(&mut self, reason: DropReason) {
         if reason == DropReason::Decode(DecodeError::UnknownType) {

@@ -144,6 +144,28 @@ pub struct ConnStats {
     pub handshakes_refused: u64,
 }
 
+impl ConnStats {
+    /// Adds `other`'s counters to these (the shards of one node identity summed).
+    pub fn accumulate(&mut self, other: &ConnStats) {
+        let Self {
+            connections,
+            holepunches,
+            holepunched,
+            holepunch_failures,
+            probes_sent,
+            probes_received,
+            handshakes_refused,
+        } = other;
+        self.connections += connections;
+        self.holepunches += holepunches;
+        self.holepunched += holepunched;
+        self.holepunch_failures += holepunch_failures;
+        self.probes_sent += probes_sent;
+        self.probes_received += probes_received;
+        self.handshakes_refused += handshakes_refused;
+    }
+}
+
 /// The network facts the handshake logic needs, snapshot from the rpc node per input.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NetView {

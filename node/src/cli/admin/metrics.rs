@@ -16,6 +16,21 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const INTERNAL_COMMANDS: [&str; 6] =
     ["ping", "ping_nat", "find_node", "down_hint", "delayed_ping", "other_internal"];
 
+/// hyperdht command names, by `RpcStats::app_commands` index (the command number).
+const APP_COMMANDS: [&str; tern_rpc::APP_COMMAND_SLOTS] = [
+    "peer_handshake",
+    "peer_holepunch",
+    "find_peer",
+    "lookup",
+    "announce",
+    "unannounce",
+    "mutable_put",
+    "mutable_get",
+    "immutable_put",
+    "immutable_get",
+    "other_app",
+];
+
 /// One metric family: name, type, help, and its samples (labels, value).
 struct Family {
     name: &'static str,
@@ -75,35 +90,9 @@ fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
         m.shard_stats().into_iter().filter_map(|p| p.wait().ok()).collect();
     let mut total = per_shard.first()?.clone();
     for s in per_shard.iter().skip(1) {
-        let (r, t) = (&s.rpc, &mut total.rpc);
-        for (a, b) in t.internal_requests.iter_mut().zip(r.internal_requests) {
-            *a += b;
-        }
-        t.app_requests += r.app_requests;
-        t.responses += r.responses;
-        t.requests_sent += r.requests_sent;
-        t.timeouts += r.timeouts;
-        t.invalid_tokens += r.invalid_tokens;
-        t.too_short += r.too_short;
-        t.port_zero += r.port_zero;
-        t.decode_errors += r.decode_errors;
-        t.unknown_type += r.unknown_type;
-        t.unmatched_responses += r.unmatched_responses;
-        t.malformed_internal += r.malformed_internal;
-        t.delayed_ping_refused += r.delayed_ping_refused;
-        t.tx_queue_full += r.tx_queue_full;
-        t.invalid_ids += r.invalid_ids;
-        t.rate_limited += r.rate_limited;
-        t.replies_trimmed += r.replies_trimmed;
-        t.values_withheld += r.values_withheld;
-        let (st, ss) = (&mut total.store, &s.store);
-        st.bad_signatures += ss.bad_signatures;
-        st.malformed += ss.malformed;
-        st.too_large += ss.too_large;
-        st.topic_full += ss.topic_full;
-        st.seq_refused += ss.seq_refused;
-        st.relayed += ss.relayed;
-        st.relay_refused += ss.relay_refused;
+        total.rpc.accumulate(&s.rpc);
+        total.store.accumulate(&s.store);
+        total.conn.accumulate(&s.conn);
         // Records are partitioned over shards (sum); the table is per shard (max).
         total.records += s.records;
         total.record_bytes += s.record_bytes;
@@ -119,7 +108,31 @@ pub fn render(observed: &Observed) -> String {
     let mut requests = Family::new(
         "tern_requests_total",
         "counter",
-        "Requests received, by command (dht-rpc internal commands, or app for hyperdht ones).",
+        "Requests received, by command (dht-rpc internal or hyperdht app commands).",
+    );
+    let mut replies = Family::new(
+        "tern_replies_total",
+        "counter",
+        "Replies sent, by the command of the request answered.",
+    );
+    let mut error_replies =
+        Family::new("tern_error_replies_total", "counter", "Replies carrying an error code.");
+    let mut connections = Family::new(
+        "tern_connections_total",
+        "counter",
+        "Encrypted connections established (client and server side).",
+    );
+    let mut holepunches = Family::new(
+        "tern_holepunches_total",
+        "counter",
+        "Holepunch sessions, by outcome (started, punched, failed).",
+    );
+    let mut probes =
+        Family::new("tern_holepunch_probes_total", "counter", "Holepunch probes, by direction.");
+    let mut handshakes_refused = Family::new(
+        "tern_handshakes_refused_total",
+        "counter",
+        "Incoming handshakes left unanswered: their client IP reached its limit.",
     );
     let mut drops =
         Family::new("tern_drops_total", "counter", "Datagrams or requests dropped, by reason.");
@@ -163,7 +176,27 @@ pub fn render(observed: &Observed) -> String {
         for (name, v) in INTERNAL_COMMANDS.iter().zip(r.internal_requests) {
             requests.add(format!("{l},command=\"{name}\",kind=\"internal\""), v);
         }
-        requests.add(format!("{l},command=\"app\",kind=\"app\""), r.app_requests);
+        for (name, v) in INTERNAL_COMMANDS.iter().zip(r.internal_replies) {
+            replies.add(format!("{l},command=\"{name}\",kind=\"internal\""), v);
+        }
+        for (name, (req, rep)) in APP_COMMANDS.iter().zip(r.app_commands.iter().zip(r.app_replies))
+        {
+            requests.add(format!("{l},command=\"{name}\",kind=\"app\""), *req);
+            replies.add(format!("{l},command=\"{name}\",kind=\"app\""), rep);
+        }
+        error_replies.add(l.clone(), r.error_replies);
+        let c = &n.total.conn;
+        connections.add(l.clone(), c.connections);
+        for (outcome, v) in [
+            ("started", c.holepunches),
+            ("punched", c.holepunched),
+            ("failed", c.holepunch_failures),
+        ] {
+            holepunches.add(format!("{l},outcome=\"{outcome}\""), v);
+        }
+        probes.add(format!("{l},direction=\"sent\""), c.probes_sent);
+        probes.add(format!("{l},direction=\"received\""), c.probes_received);
+        handshakes_refused.add(l.clone(), c.handshakes_refused);
         for (reason, v) in [
             ("too_short", r.too_short),
             ("port_zero", r.port_zero),
@@ -219,6 +252,8 @@ pub fn render(observed: &Observed) -> String {
         &backend,
         &count,
         &requests,
+        &replies,
+        &error_replies,
         &drops,
         &refused,
         &responses,
@@ -230,6 +265,10 @@ pub fn render(observed: &Observed) -> String {
         &records,
         &bytes,
         &persistent,
+        &connections,
+        &holepunches,
+        &probes,
+        &handshakes_refused,
         &shard_requests,
         &shard_cpu,
         &shard_queue,
