@@ -77,3 +77,94 @@ fn records_announced_through_one_shard_are_found_through_every_shard() {
     }
     boot.destroy().unwrap();
 }
+
+/// A node at 127.0.0.1:`port` that knows its address (persistent from the start, id
+/// `H32(addr)`), bootstrapping from `boot`.
+fn persistent_config(port: u16, boot: Option<u16>) -> NodeConfig {
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let rpc = RpcConfig {
+        public_addr: Some(addr),
+        bootstrap: boot.map(|b| SocketAddrV4::new(Ipv4Addr::LOCALHOST, b)).into_iter().collect(),
+        ..RpcConfig::default()
+    };
+    NodeConfig { rpc, host: Ipv4Addr::LOCALHOST, port, ..NodeConfig::default() }
+}
+
+/// Every shard's table, sorted.
+fn shard_tables(dht: &Dht) -> Vec<Vec<SocketAddrV4>> {
+    dht.shard_table_nodes(1000)
+        .into_iter()
+        .map(|p| {
+            let mut t = p.wait().unwrap();
+            t.sort();
+            t
+        })
+        .collect()
+}
+
+#[test]
+fn shards_replicate_their_routing_tables() {
+    const BOOT: u16 = 29_400;
+    const SHARDED: u16 = 29_410;
+    const LATE: u16 = 29_420;
+    let io = tern::io_mode_from_env().unwrap();
+    let driver = tern::node_driver(1, "table-net").unwrap();
+    let boot = Dht::start_on(&driver, persistent_config(BOOT, None)).unwrap();
+    boot.ready().wait().unwrap();
+    let net: Vec<Dht> = (1..=6)
+        .map(|i| Dht::start_on(&driver, persistent_config(BOOT + i, Some(BOOT))).unwrap())
+        .collect();
+    for n in &net {
+        n.ready().wait().unwrap();
+    }
+
+    let sharded = Dht::start_sharded(persistent_config(SHARDED, Some(BOOT)), 2, io).unwrap();
+    sharded.ready().wait().unwrap();
+    // Both shards end up with the same table: all seven testnet nodes.
+    let mut tables = Vec::new();
+    let converged = support_eventually(|| {
+        tables = shard_tables(&sharded);
+        tables.len() == 2 && tables[0] == tables[1] && tables[0].len() >= 7
+    });
+    assert!(converged, "shard tables converge: {tables:?}");
+
+    // A late node that talks only to the sharded node, always from one port: the
+    // kernel hands its whole flow to one shard, and only that shard hears from it.
+    // The other shard learns it through the broadcast.
+    let late_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, LATE);
+    let late = Dht::start_on(&driver, persistent_config(LATE, Some(SHARDED))).unwrap();
+    late.ready().wait().unwrap();
+    let both = support_eventually(|| {
+        tables = shard_tables(&sharded);
+        tables.iter().all(|t| t.contains(&late_addr))
+    });
+    assert!(both, "the late node is in both shards' tables: {tables:?}");
+    let stats = sharded.forwarding_stats().unwrap();
+    assert!(stats.table_broadcast >= 1, "{stats:?}");
+    assert!(stats.table_applied >= 1, "{stats:?}");
+    assert_eq!(stats.table_dropped, 0, "{stats:?}");
+    // Applied changes are not broadcast again: nothing echoes between the shards.
+    assert!(stats.table_applied <= stats.table_broadcast, "{stats:?}");
+    let per_shard: Vec<_> = sharded.shard_stats().into_iter().map(|p| p.wait().unwrap()).collect();
+    assert_eq!(per_shard[0].table_len, per_shard[1].table_len, "{tables:?}");
+    eprintln!("tables {:?}; {stats:?}", tables.iter().map(Vec::len).collect::<Vec<_>>());
+
+    late.destroy().unwrap();
+    sharded.destroy().unwrap();
+    for n in net {
+        n.destroy().unwrap();
+    }
+    boot.destroy().unwrap();
+}
+
+/// Waits (≤ 20 s) until `f` holds.
+fn support_eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
+}

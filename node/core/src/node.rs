@@ -8,7 +8,7 @@ use std::time::Duration;
 use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
 use tern_crypto::KeyPair;
 use tern_dht::{DhtClient, DhtEvent, DhtServer, OpId, Store, StoreLimits};
-use tern_rpc::{ReqId, Rpc, RpcConfig, RpcEvent, RpcStats};
+use tern_rpc::{ReqId, Rpc, RpcConfig, RpcEvent, RpcStats, TableChange};
 use tern_udx::{Udx, UdxConfig, UdxEvent};
 
 use crate::conn::{
@@ -250,6 +250,29 @@ impl Node {
     /// The dht-rpc node.
     pub fn rpc(&self) -> &Rpc {
         &self.rpc
+    }
+
+    /// Records routing-table changes for the other shards of this identity (see
+    /// [`tern_rpc::table_sync`]); drain them with [`Node::poll_table_change`].
+    pub fn record_table_changes(&mut self, on: bool) {
+        self.rpc.record_table_changes(on);
+    }
+
+    /// The oldest routing-table change this node made on its own account, not yet
+    /// drained.
+    pub fn poll_table_change(&mut self) -> Option<TableChange> {
+        self.rpc.poll_table_change()
+    }
+
+    /// Whether routing-table changes wait to be drained.
+    pub fn has_table_changes(&self) -> bool {
+        self.rpc.has_table_changes()
+    }
+
+    /// Applies a routing-table change another shard of this identity made (under
+    /// this table's rules; never recorded again). Returns whether the table changed.
+    pub fn apply_table_change(&mut self, change: TableChange) -> bool {
+        self.rpc.apply_table_change(change)
     }
 
     /// The stores.

@@ -15,6 +15,7 @@ pub mod ratelimit;
 mod server;
 pub mod stats;
 pub mod table;
+pub mod table_sync;
 
 pub use node::{QueryId, ReqId, Rpc, RpcConfig, RpcEvent};
 pub use query::{QuerySpec, Reply};
@@ -24,3 +25,4 @@ pub use server::{
 };
 pub use stats::{APP_COMMAND_SLOTS, DropReason, RpcStats};
 pub use table::{AddOutcome, K, RoutingTable, TableNode};
+pub use table_sync::TableChange;

@@ -22,6 +22,7 @@ use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::server::Handler;
 use crate::stats::{DropReason, RpcStats};
 use crate::table::{AddOutcome, RoutingTable, TableNode};
+use crate::table_sync::TableChange;
 
 /// Configuration of one node. Defaults mirror dht-rpc / hyperdht.
 #[derive(Debug, Clone)]
@@ -172,6 +173,8 @@ pub struct Rpc {
     pub(crate) stable_ticks: u64,
     pub(crate) last_query_tick: u64,
     pub(crate) firewall_test: Option<crate::maintenance::FirewallTest>,
+    /// Table changes for replicas, when recording (see `table_sync`).
+    pub(crate) table_changes: Option<VecDeque<TableChange>>,
 }
 
 impl Rpc {
@@ -225,6 +228,7 @@ impl Rpc {
             stable_ticks: crate::maintenance::STABLE_TICKS,
             last_query_tick: tick,
             firewall_test: None,
+            table_changes: None,
             config,
             rng,
         }
@@ -382,7 +386,7 @@ impl Rpc {
             return;
         }
         let node = TableNode::new(id, from, self.tick);
-        match self.table.add(node) {
+        match self.table_add(node) {
             AddOutcome::Added if expected_socket => {
                 self.nat.add(*to.ip(), to.port());
             }
@@ -497,9 +501,9 @@ impl Rpc {
             }
             return;
         }
-        self.table.remove(&id);
+        self.table_remove(&id);
         if let Some(n) = newcomer {
-            self.table.add(n);
+            self.table_add(n);
         }
     }
 
@@ -547,7 +551,7 @@ impl Rpc {
             self.stats.timeouts += 1;
             // A node addressed as a table node that never answers leaves the table.
             if let Some(id) = req.dest_id {
-                self.table.remove(&id);
+                self.table_remove(&id);
             }
             self.finish_request(now, req, Err(()), tx);
         }

@@ -104,6 +104,9 @@ pub struct RpcStats {
     pub replies_trimmed: u64,
     /// Replies whose value was left out because it alone exceeded the budget.
     pub values_withheld: u64,
+    /// Routing-table changes not recorded for replicas because the queue was full
+    /// (`table_sync::MAX_TABLE_CHANGES`).
+    pub table_changes_dropped: u64,
 }
 
 impl RpcStats {
@@ -137,6 +140,7 @@ impl RpcStats {
             rate_limited,
             replies_trimmed,
             values_withheld,
+            table_changes_dropped,
         } = other;
         // Destructured above so that a new counter cannot be forgotten here.
         self.app_requests += app_requests;
@@ -157,6 +161,7 @@ impl RpcStats {
         self.rate_limited += rate_limited;
         self.replies_trimmed += replies_trimmed;
         self.values_withheld += values_withheld;
+        self.table_changes_dropped += table_changes_dropped;
     }
 
     /// Counts a reply to a request of `slot`.

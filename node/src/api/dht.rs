@@ -296,6 +296,16 @@ impl Dht {
             .collect()
     }
 
+    /// Up to `limit` routing-table addresses of every shard, first shard first (one
+    /// entry for an unsharded node): the shards replicate their tables, so these
+    /// converge.
+    pub fn shard_table_nodes(&self, limit: usize) -> Vec<Pending<Vec<SocketAddrV4>>> {
+        std::iter::once(&self.handle)
+            .chain(&self.shards)
+            .map(|h| crate::api::monitor::table_nodes_of(h, limit))
+            .collect()
+    }
+
     /// A cloneable read-only view of this node for other threads (metrics, health).
     pub fn monitor(&self) -> DhtMonitor {
         DhtMonitor {

@@ -10,11 +10,12 @@ use futures_channel::{mpsc, oneshot};
 use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
 use tern_core::{ConnEvent, ListenerId, Node, NodeCommand, NodeEvent, NodeStats};
 use tern_dht::{DhtEvent, OpError, OpId, OpOutput};
+use tern_rpc::TableChange;
 
 use crate::api::conn::{SelfHandle, Server, Streams};
 use crate::api::error::DhtError;
 use crate::api::pending::LookupReply;
-use crate::api::shard::{ShardLink, Steer};
+use crate::api::shard::{ShardLink, Steer, TABLE_BATCH_MAX};
 use crate::api::stream::SecureStream;
 
 /// Where the outcome of one operation goes.
@@ -58,6 +59,9 @@ pub enum ApiCommand {
     Destroy(oneshot::Sender<Result<(), DhtError>>),
     /// A stream's handle changed its pipe: move its bytes.
     Pump(u32),
+    /// Routing-table changes a sibling shard made (see `shard`): applied to this
+    /// shard's table as if learned here, and not passed on.
+    TableChanges(Arc<[TableChange]>),
 }
 
 /// State the API handle reads without a round trip to the node's thread.
@@ -118,6 +122,8 @@ impl ApiNode {
     pub(crate) fn with_shard(mut self, link: ShardLink) -> Self {
         // Stream ids name this shard, so UDX packets on the shared port find it.
         self.node.connections().set_shard(link.index, link.count);
+        // Table changes go to the siblings (`broadcast_table_changes`).
+        self.node.record_table_changes(link.count > 1);
         self.shard = Some(link);
         self
     }
@@ -162,6 +168,29 @@ impl ApiNode {
             link.counters.forwarded_responses.fetch_add(1, Ordering::Relaxed);
         }
         self.drain(now, tx);
+    }
+
+    /// Sends one batch of the node's own routing-table changes to the sibling shards.
+    /// Runs from `handle_timeout`, which `poll_timeout` makes due at once while
+    /// changes wait: so every change made during a loop turn (a whole receive batch)
+    /// leaves in one message per sibling at the end of that turn, not one per change.
+    fn broadcast_table_changes(&mut self) {
+        let Some(link) = self.shard.as_ref().filter(|l| l.ready()) else { return };
+        let mut batch = Vec::new();
+        while batch.len() < TABLE_BATCH_MAX {
+            match self.node.poll_table_change() {
+                Some(change) => batch.push(change),
+                None => break,
+            }
+        }
+        if !batch.is_empty() {
+            link.broadcast_table(&Arc::from(batch));
+        }
+    }
+
+    /// Whether this shard has table changes to broadcast (and siblings to take them).
+    fn table_changes_waiting(&self) -> bool {
+        self.shard.as_ref().is_some_and(ShardLink::ready) && self.node.has_table_changes()
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -333,6 +362,12 @@ impl Endpoint for ApiNode {
             ApiCommand::Forwarded { from, data, hops } => {
                 self.receive(now, SocketId::SERVER, from, &data, tx, hops);
             }
+            ApiCommand::TableChanges(changes) => {
+                let applied = changes.iter().filter(|c| self.node.apply_table_change(**c)).count();
+                if let Some(link) = &self.shard {
+                    link.counters.table_applied.fetch_add(applied as u64, Ordering::Relaxed);
+                }
+            }
             ApiCommand::Destroy(done) => {
                 let mut waiting = Vec::new();
                 for (topic, key_pair) in self.node.active_announcements() {
@@ -352,11 +387,21 @@ impl Endpoint for ApiNode {
     }
 
     fn handle_timeout(&mut self, now: Timestamp, tx: &mut TxQueue) {
-        self.node.handle_timeout(now, tx);
-        self.drain(now, tx);
+        // Also called early, only to broadcast table changes: the node's timers (and
+        // its per-call work) run only when due.
+        if now >= self.node.poll_timeout() {
+            self.node.handle_timeout(now, tx);
+            self.drain(now, tx);
+        }
+        self.broadcast_table_changes();
     }
 
     fn poll_timeout(&self) -> Timestamp {
+        // Due at once while table changes wait: the driver calls `handle_timeout` in
+        // the same loop turn, after the turn's datagrams and commands.
+        if self.table_changes_waiting() {
+            return Timestamp::ZERO;
+        }
         self.node.poll_timeout()
     }
 

@@ -26,8 +26,19 @@
 //!   listens on go to that shard (the listening registry below), not to the target's
 //!   record owner.
 //!
-//! Not done yet: the routing table is not replicated — each shard learns the nodes it
-//! hears from (forwarded requests included) and runs its own bootstrap and refresh.
+//! - **the routing table** is replicated: each shard records the changes it makes on
+//!   its own account (a node heard from and admitted; a node dropped after it stopped
+//!   answering or lost an eviction check — `tern_rpc::table_sync`), and at the end of
+//!   the loop turn sends them, at most [`TABLE_BATCH_MAX`] per message, to every
+//!   sibling's mailbox as one shared batch. The sibling applies them under its own
+//!   table's rules (id = `H32(addr)` checked again, k per row, no duplicates, no
+//!   eviction pings) and never passes them on, so a change crosses the shards once. A
+//!   full mailbox drops the batch for that sibling and counts it
+//!   (`ShardStats::table_dropped`); the sibling learns those nodes when it hears from
+//!   them. Each shard still runs its own bootstrap and refresh walks (they also sample
+//!   its NAT view), and `seen`/`pinged` ticks stay per shard: only membership is
+//!   replicated, which is what changes rarely next to reads.
+//!
 //! UDX packets are steered in the kernel: the server socket's SO_REUSEPORT group
 //! carries a classic BPF program that picks the member by the id's low byte
 //! (`UdpSocket::attach_udx_steering`; members are numbered in bind order, which is
@@ -40,6 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use tern_driver::EndpointHandle;
+use tern_rpc::TableChange;
 use tern_wire::Decode;
 use tern_wire::hyperdht::Command;
 use tern_wire::rpc::Message;
@@ -47,12 +59,20 @@ use tern_wire::udx::{UDX_HEADER_LEN, UDX_MAGIC};
 
 use crate::api::endpoint::{ApiCommand, ApiNode};
 
+/// Most routing-table changes in one broadcast message. A shard sends at most one
+/// batch per loop turn; changes beyond wait in the node's bounded queue for the next
+/// turn, so neither a message nor a turn grows with a burst of new nodes.
+pub(crate) const TABLE_BATCH_MAX: usize = 128;
+
 /// Counters of one sharded node, shared by its shards.
 #[derive(Debug, Default)]
 pub(crate) struct ShardCounters {
     pub(crate) forwarded_requests: AtomicU64,
     pub(crate) forwarded_responses: AtomicU64,
     pub(crate) forward_dropped: AtomicU64,
+    pub(crate) table_broadcast: AtomicU64,
+    pub(crate) table_applied: AtomicU64,
+    pub(crate) table_dropped: AtomicU64,
 }
 
 impl ShardCounters {
@@ -62,6 +82,9 @@ impl ShardCounters {
             forwarded_requests: self.forwarded_requests.load(Ordering::Relaxed),
             forwarded_responses: self.forwarded_responses.load(Ordering::Relaxed),
             forward_dropped: self.forward_dropped.load(Ordering::Relaxed),
+            table_broadcast: self.table_broadcast.load(Ordering::Relaxed),
+            table_applied: self.table_applied.load(Ordering::Relaxed),
+            table_dropped: self.table_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -76,6 +99,15 @@ pub struct ShardStats {
     pub forwarded_responses: u64,
     /// Datagrams dropped because the target shard's mailbox was full or gone.
     pub forward_dropped: u64,
+    /// Routing-table changes (nodes added or removed) sent to sibling shards, counted
+    /// once per receiving shard.
+    pub table_broadcast: u64,
+    /// Routing-table changes a shard received from a sibling that changed its table
+    /// (the rest it already had, or its row was full).
+    pub table_applied: u64,
+    /// Routing-table changes not delivered because a sibling's mailbox was full or
+    /// gone, counted once per shard missed.
+    pub table_dropped: u64,
 }
 
 /// Where one received datagram should be handled.
@@ -192,6 +224,22 @@ impl ShardLink {
             self.counters.forward_dropped.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Sends one batch of this shard's routing-table changes to every other shard.
+    pub(crate) fn broadcast_table(&self, batch: &Arc<[TableChange]>) {
+        let Some(peers) = self.peers.get() else { return };
+        let n = batch.len() as u64;
+        for (i, handle) in peers.iter().enumerate() {
+            if i == self.index {
+                continue;
+            }
+            let counter = match handle.send(ApiCommand::TableChanges(batch.clone())) {
+                Ok(()) => &self.counters.table_broadcast,
+                Err(_) => &self.counters.table_dropped,
+            };
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Whether the sibling handles are in place (forwarding is possible).

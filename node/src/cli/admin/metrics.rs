@@ -1,11 +1,12 @@
 //! Prometheus text exposition (format 0.0.4) of every node's counters, read through
 //! [`tern::DhtMonitor`] when scraped — nothing is cached, so a scrape sees the
 //! counters of that moment. Every series carries `node="ip:port"`; a sharded node's
-//! counters are summed over its shards, and per-shard request counts are added.
+//! counters are summed over its shards, and per-shard request counts are added, as
+//! are what its shards passed between them (forwarded datagrams, table changes).
 
 use std::fmt::Write as _;
 
-use tern::{DhtMonitor, NodeStats, ShardLoad};
+use tern::{DhtMonitor, NodeStats, ShardLoad, ShardStats};
 
 use crate::cli::admin::Observed;
 
@@ -73,6 +74,8 @@ struct Snapshot {
     total: NodeStats,
     per_shard: Vec<NodeStats>,
     load: Vec<ShardLoad>,
+    /// What the shards passed between them (`None` unsharded).
+    forwarding: Option<ShardStats>,
     persistent: bool,
 }
 
@@ -99,7 +102,14 @@ fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
         total.table_len = total.table_len.max(s.table_len);
     }
     let node = m.local_addr().map_or_else(|| "unbound".to_owned(), |a| a.to_string());
-    Some(Snapshot { node, total, per_shard, load: m.shard_load(), persistent: m.is_persistent() })
+    Some(Snapshot {
+        node,
+        total,
+        per_shard,
+        load: m.shard_load(),
+        forwarding: m.forwarding_stats(),
+        persistent: m.is_persistent(),
+    })
 }
 
 /// Renders every node of `observed` as Prometheus text.
@@ -170,8 +180,30 @@ pub fn render(observed: &Observed) -> String {
         "gauge",
         "Messages waiting in each shard thread's mailbox (commands, forwarded datagrams).",
     );
+    let mut shard_forwarded = Family::new(
+        "tern_shard_forwarded_total",
+        "counter",
+        "Datagrams a sharded node's shards passed between them (request: to the shard \
+         owning its target; response: to the shard that sent the request; dropped: the \
+         target shard's mailbox was full).",
+    );
+    let mut shard_table = Family::new(
+        "tern_shard_table_changes_total",
+        "counter",
+        "Routing-table changes a sharded node's shards passed between them (broadcast: \
+         sent, once per receiving shard; applied: changed the receiver's table; dropped: \
+         a receiver's mailbox was full).",
+    );
     for n in &nodes {
         let l = format!("node=\"{}\"", n.node);
+        if let Some(f) = n.forwarding {
+            shard_forwarded.add(format!("{l},kind=\"request\""), f.forwarded_requests);
+            shard_forwarded.add(format!("{l},kind=\"response\""), f.forwarded_responses);
+            shard_forwarded.add(format!("{l},kind=\"dropped\""), f.forward_dropped);
+            shard_table.add(format!("{l},kind=\"broadcast\""), f.table_broadcast);
+            shard_table.add(format!("{l},kind=\"applied\""), f.table_applied);
+            shard_table.add(format!("{l},kind=\"dropped\""), f.table_dropped);
+        }
         let (r, s) = (&n.total.rpc, &n.total.store);
         for (name, v) in INTERNAL_COMMANDS.iter().zip(r.internal_requests) {
             requests.add(format!("{l},command=\"{name}\",kind=\"internal\""), v);
@@ -272,6 +304,8 @@ pub fn render(observed: &Observed) -> String {
         &shard_requests,
         &shard_cpu,
         &shard_queue,
+        &shard_forwarded,
+        &shard_table,
     ] {
         f.write(&mut out);
     }
