@@ -377,10 +377,13 @@ impl Rpc {
             node.seen = self.tick;
             node.down_hints = 0;
             node.addr = from;
-            if expected_socket
-                && self.tick.saturating_sub(node.added) > crate::maintenance::OLD_NODE
-            {
+            // A node another shard admitted counts as new here: without this sample a
+            // shard whose table filled from its siblings would never learn its own
+            // address (and never turn persistent).
+            let old = self.tick.saturating_sub(node.added) > crate::maintenance::OLD_NODE;
+            if expected_socket && (old || node.via_replica) {
                 node.added = self.tick;
+                node.via_replica = false;
                 self.nat.add(*to.ip(), to.port());
             }
             return;

@@ -32,12 +32,16 @@ pub struct TableNode {
     pub seen: u64,
     /// Down hints received about it since it was last seen.
     pub down_hints: u32,
+    /// Learned from another replica of this identity (`table_sync`), not yet heard
+    /// from here: the first message from it still samples our address, as a newly
+    /// added node's does.
+    pub via_replica: bool,
 }
 
 impl TableNode {
     /// A node first seen at `tick`.
     pub fn new(id: NodeId, addr: SocketAddrV4, tick: u64) -> Self {
-        Self { id, addr, added: tick, pinged: tick, seen: tick, down_hints: 0 }
+        Self { id, addr, added: tick, pinged: tick, seen: tick, down_hints: 0, via_replica: false }
     }
 }
 

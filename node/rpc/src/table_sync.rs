@@ -75,7 +75,8 @@ impl Rpc {
                 if self.table.get(&id).is_some() {
                     return false;
                 }
-                self.table.add(TableNode::new(id, addr, self.tick)) == AddOutcome::Added
+                let node = TableNode { via_replica: true, ..TableNode::new(id, addr, self.tick) };
+                self.table.add(node) == AddOutcome::Added
             }
             TableChange::Removed { id } => self.table.remove(&id).is_some(),
         }
@@ -201,6 +202,19 @@ mod tests {
         assert!(b.table().is_empty());
         assert!(!b.apply_table_change(removed), "removing an unknown node changes nothing");
         assert_eq!(b.poll_table_change(), None);
+    }
+
+    #[test]
+    fn a_node_learned_from_a_replica_still_samples_our_address_when_heard_from() {
+        let (mut a, mut b) = (rpc(), rpc());
+        a.record_table_changes(true);
+        ping_from(&mut a, addr(6));
+        assert!(b.apply_table_change(a.poll_table_change().unwrap()));
+        assert_eq!(b.public_addr(), None);
+        // Known already, and not old: a node of b's own would not be sampled again.
+        ping_from(&mut b, addr(6));
+        assert_eq!(b.public_addr(), Some(addr(1)), "the PING's `to` was sampled");
+        assert_eq!(b.poll_table_change(), None, "hearing from it is no new change");
     }
 
     #[test]
