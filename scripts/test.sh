@@ -29,9 +29,15 @@ cargo check --manifest-path node/fuzz/Cargo.toml --bins
 step "cargo test"
 cargo test --workspace
 
-step "interop on each driver backend explicitly (TERN_IO; the run above used auto)"
-TERN_IO=epoll cargo test -p tern --test interop
-TERN_IO=uring cargo test -p tern --test interop
+step "interop on each driver backend, one and two shards per tern node (TERN_IO x TERN_CORES)"
+# TERN_CORES makes the tests' tern nodes sharded (node/tests/support: Dht::start_sharded);
+# the run above used auto and one shard.
+for io in epoll uring; do
+  for cores in 1 2; do
+    echo "-- TERN_IO=$io TERN_CORES=$cores"
+    TERN_IO=$io TERN_CORES=$cores cargo test -p tern --test interop
+  done
+done
 # Encrypted connections (UDX streams) on the epoll backend too (the main run used auto).
 TERN_IO=epoll cargo test -p tern --test connect
 

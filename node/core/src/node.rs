@@ -185,6 +185,19 @@ pub struct NodeStats {
     pub conn: ConnStats,
 }
 
+impl NodeStats {
+    /// Adds another shard's counters to these: counters and records sum (records are
+    /// partitioned over shards); the table is replicated, so its size is the largest.
+    pub fn absorb(&mut self, shard: &NodeStats) {
+        self.rpc.accumulate(&shard.rpc);
+        self.store.accumulate(&shard.store);
+        self.conn.accumulate(&shard.conn);
+        self.table_len = self.table_len.max(shard.table_len);
+        self.records += shard.records;
+        self.record_bytes += shard.record_bytes;
+    }
+}
+
 #[derive(Debug)]
 struct Announcement {
     key_pair: KeyPair,

@@ -548,13 +548,10 @@ impl Dht {
         crate::api::monitor::table_nodes_of(&self.handle, limit)
     }
 
-    /// A snapshot of the node's counters.
+    /// A snapshot of the node's counters; a sharded node's are summed over its shards
+    /// (see [`NodeStats::absorb`]; [`Dht::shard_stats`] has each shard's).
     pub fn stats(&self) -> Pending<NodeStats> {
-        let (tx, pending) = Pending::channel();
-        if let Err(e) = self.handle.send(ApiCommand::Stats(tx)) {
-            return failed(matches!(e, SendError::Full(_)));
-        }
-        pending
+        crate::api::monitor::node_stats_of(std::iter::once(&self.handle).chain(&self.shards))
     }
 
     /// Unannounces everything this node announced, then closes it and (if it owns

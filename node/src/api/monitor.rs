@@ -44,13 +44,9 @@ impl std::fmt::Debug for DhtMonitor {
 }
 
 impl DhtMonitor {
-    /// Counters of the first shard (the whole node when unsharded), as
-    /// [`crate::Dht::stats`].
+    /// Counters of the whole node, every shard's summed, as [`crate::Dht::stats`].
     pub fn stats(&self) -> Pending<NodeStats> {
-        match self.handles.first() {
-            Some(h) => stats_of(h),
-            None => Pending::ready(Err(DhtError::Closed)),
-        }
+        node_stats_of(&self.handles)
     }
 
     /// Counters of every shard, first shard first.
@@ -128,7 +124,30 @@ pub(crate) fn table_nodes_of(
     }
 }
 
-fn stats_of(h: &EndpointHandle<ApiNode>) -> Pending<NodeStats> {
+/// The counters of a whole node from its shards' handles: the one shard's, or every
+/// shard's summed ([`NodeStats::absorb`]: records add up, the replicated table does
+/// not) — what a caller of `stats` means by "the node", whichever shard did the work.
+pub(crate) fn node_stats_of<'a>(
+    handles: impl IntoIterator<Item = &'a EndpointHandle<ApiNode>>,
+) -> Pending<NodeStats> {
+    let mut parts: Vec<Pending<NodeStats>> = handles.into_iter().map(stats_of).collect();
+    if parts.len() <= 1 {
+        return parts.pop().unwrap_or_else(|| Pending::ready(Err(DhtError::Closed)));
+    }
+    Pending::from_future(async move {
+        let mut total: Option<NodeStats> = None;
+        for part in parts {
+            let shard = part.await?;
+            match total.as_mut() {
+                Some(t) => t.absorb(&shard),
+                None => total = Some(shard),
+            }
+        }
+        total.ok_or(DhtError::Closed)
+    })
+}
+
+pub(crate) fn stats_of(h: &EndpointHandle<ApiNode>) -> Pending<NodeStats> {
     let (tx, pending) = Pending::channel();
     match h.send(ApiCommand::Stats(tx)) {
         Ok(()) => pending,

@@ -49,6 +49,13 @@ impl<T: Send + 'static> Pending<T> {
         }
     }
 
+    /// A pending result computed by `fut` (combining other pending results).
+    pub(crate) fn from_future(
+        fut: impl Future<Output = Result<T, DhtError>> + Send + 'static,
+    ) -> Self {
+        Self { fut: Box::pin(fut) }
+    }
+
     /// A result that is already known.
     pub(crate) fn ready(r: Result<T, DhtError>) -> Self {
         Self { fut: Box::pin(std::future::ready(r)) }

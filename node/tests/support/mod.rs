@@ -1,5 +1,6 @@
 //! Test support for live interop: a JS reference peer (`interop/peer.js`, real
-//! hyperdht 6.34.0 from npm) driven over JSON lines, and helpers to start tern nodes.
+//! hyperdht 6.34.0 from npm) driven over JSON lines, and helpers to start tern nodes
+//! (one shard each, or `TERN_CORES` shards).
 //! Everything binds 127.0.0.1; every wait is bounded.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -125,6 +126,25 @@ impl Drop for JsPeer {
     }
 }
 
+/// Shards per tern node these helpers start: `TERN_CORES` (default 1), as the CLI's
+/// `--cores` reads it, so CI runs the interop suite on one and on two cores.
+pub fn cores() -> usize {
+    match std::env::var("TERN_CORES") {
+        Ok(v) => v.parse().ok().filter(|&n| n >= 1).expect("TERN_CORES: a number ≥ 1"),
+        Err(_) => 1,
+    }
+}
+
+/// Starts a tern node on `driver`, or — with `TERN_CORES` > 1 — sharded over its own
+/// pinned threads (the driver is then unused), on the backend `TERN_IO` picks.
+pub fn start_tern(driver: &NodeDriver, config: NodeConfig) -> Dht {
+    match cores() {
+        1 => Dht::start_on(driver, config).expect("node binds"),
+        n => Dht::start_sharded(config, n, tern::io_mode_from_env().unwrap())
+            .expect("sharded node binds"),
+    }
+}
+
 /// A tern bootstrap node at 127.0.0.1:`port`.
 pub fn tern_bootstrapper(driver: &NodeDriver, port: u16) -> Dht {
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
@@ -134,7 +154,7 @@ pub fn tern_bootstrapper(driver: &NodeDriver, port: u16) -> Dht {
         port,
         ..NodeConfig::default()
     };
-    let dht = Dht::start_on(driver, config).expect("bootstrapper binds");
+    let dht = start_tern(driver, config);
     dht.ready().wait().unwrap();
     dht
 }
@@ -163,7 +183,7 @@ fn tern_peer(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16, natted: bo
         port,
         ..NodeConfig::default()
     };
-    Dht::start_on(driver, config).expect("node binds")
+    start_tern(driver, config)
 }
 
 /// Waits (≤ `limit`) until `f` holds.

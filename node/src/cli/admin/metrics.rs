@@ -93,13 +93,8 @@ fn snapshot(m: &DhtMonitor) -> Option<Snapshot> {
         m.shard_stats().into_iter().filter_map(|p| p.wait().ok()).collect();
     let mut total = per_shard.first()?.clone();
     for s in per_shard.iter().skip(1) {
-        total.rpc.accumulate(&s.rpc);
-        total.store.accumulate(&s.store);
-        total.conn.accumulate(&s.conn);
-        // Records are partitioned over shards (sum); the table is per shard (max).
-        total.records += s.records;
-        total.record_bytes += s.record_bytes;
-        total.table_len = total.table_len.max(s.table_len);
+        // Counters and records sum; the replicated table counts once (its largest).
+        total.absorb(s);
     }
     let node = m.local_addr().map_or_else(|| "unbound".to_owned(), |a| a.to_string());
     Some(Snapshot {
