@@ -246,7 +246,7 @@ fail() { echo "FAIL: $*"; journalctl -u tern --no-pager | tail -n 20; exit 1; }
 systemd-run --quiet --unit tern-boot /usr/local/bin/tern bootstrap --host 127.0.0.1 --port 49736
 mkdir -p /etc/tern
 tern config print | sed -e 's/^port = 0/port = 49737/' \
-  -e 's/^bootstrap = \[\]/bootstrap = ["127.0.0.1:49736"]/' -e 's/^cores = 1/cores = 2/' \
+  -e 's/^bootstrap = \[\]/bootstrap = ["127.0.0.1:49736"]/' -e 's/^cores = [0-9]*/cores = 2/' \
   -e 's/^\[admin\]/[admin]\nlisten = "127.0.0.1:9180"/' >/etc/tern/tern.toml
 systemd-analyze verify /etc/systemd/system/tern.service || fail "systemd-analyze verify"
 metrics() { curl -fsS --max-time 2 127.0.0.1:9180/metrics; }

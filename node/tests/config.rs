@@ -100,6 +100,20 @@ fn precedence_flags_over_env_over_file_over_defaults() {
 }
 
 #[test]
+fn cores_default_to_every_available_core() {
+    // The child inherits this process's affinity mask and cgroup: same count.
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    assert_eq!(get(&print(&[], &[]), "node.cores").as_integer(), Some(all));
+    assert_eq!(get(&print(&["--cores", "3"], &[]), "node.cores").as_integer(), Some(3));
+    assert_eq!(get(&print(&[], &[("TERN_CORES", "1")]), "node.cores").as_integer(), Some(1));
+    // The printed file says what the default is, right above the key.
+    let out = Command::new(TERN).args(["config", "print"]).env_remove("TERN_CORES").output();
+    let text = String::from_utf8(out.unwrap().stdout).unwrap();
+    let note = format!("default: every available core ({all} here).\ncores = {all}\n");
+    assert!(text.contains(&note), "{text}");
+}
+
+#[test]
 fn unknown_keys_and_bad_values_are_refused() {
     for (name, text) in [
         ("typo.toml", "[node]\nprot = 1\n"),

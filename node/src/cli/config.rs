@@ -56,7 +56,8 @@ pub struct NodeSection {
     pub firewalled: bool,
     /// Driver backend: auto, uring or epoll.
     pub io: String,
-    /// Shards per node.
+    /// Shards per node; default: every core this process may run on
+    /// ([`available_cores`]).
     pub cores: usize,
     /// How long a clean stop may take.
     pub shutdown_timeout_ms: u64,
@@ -78,12 +79,20 @@ impl Default for NodeSection {
             ephemeral: false,
             firewalled: false,
             io: IoMode::Auto.to_string(),
-            cores: 1,
+            cores: available_cores(),
             shutdown_timeout_ms: 10_000,
             state_dir: None,
             snapshot_interval_ms: 60_000,
         }
     }
+}
+
+/// The cores this process may run on (its affinity mask and cgroup quota, as
+/// `std::thread::available_parallelism` reads them), 1 when unknown: the default
+/// shard count, so a node serves its identity on every core it has ("`--cores N`,
+/// default all").
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// `[log]`.
@@ -460,9 +469,24 @@ impl Settings {
         }
     }
 
-    /// The configuration as TOML.
+    /// The configuration as TOML. The `cores` line says what its default is, since
+    /// the printed number is this host's, not a constant.
     pub fn to_toml(&self) -> anyhow::Result<String> {
-        toml::to_string_pretty(self).context("printing the configuration")
+        let text = toml::to_string_pretty(self).context("printing the configuration")?;
+        let note = format!(
+            "# Shards per node (one pinned thread each, one port); default: every available \
+             core ({} here).\n",
+            available_cores()
+        );
+        let mut out = String::with_capacity(text.len() + note.len());
+        for line in text.lines() {
+            if line.starts_with("cores = ") {
+                out.push_str(&note);
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
     }
 }
 

@@ -30,7 +30,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "TERN_IO", value_name = "MODE")]
     io: Option<IoMode>,
     /// Shards per node for `bootstrap`, `node` and the testnet's bootstrap node: one
-    /// identity served by N pinned threads on one SO_REUSEPORT port [default: 1].
+    /// identity served by N pinned threads on one SO_REUSEPORT port [default: every
+    /// core the process may run on].
     #[arg(long, global = true, env = "TERN_CORES", value_name = "N")]
     cores: Option<usize>,
     /// Seconds a clean stop (SIGTERM/SIGINT: unannounce, finish in-flight requests)
