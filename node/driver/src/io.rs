@@ -115,6 +115,9 @@ pub enum UringUnavailable {
 /// warning should appear once, however many drivers a process starts).
 static PROBED: OnceLock<Result<(), UringUnavailable>> = OnceLock::new();
 
+/// Guards the one fallback warning of a simulated probe failure.
+static SIMULATED_WARNING: std::sync::Once = std::sync::Once::new();
+
 /// Resolves `mode` to a backend. `simulate` makes the probe report that errno from
 /// `io_uring_setup` (tests of the fallback path).
 pub(crate) fn choose(mode: IoMode, simulate: Option<i32>) -> Result<IoBackend, UringUnavailable> {
@@ -128,7 +131,10 @@ pub(crate) fn choose(mode: IoMode, simulate: Option<i32>) -> Result<IoBackend, U
             let result = match simulate {
                 Some(errno) => {
                     let e = classify(errno, sysctl());
-                    warn_fallback(&e);
+                    // Once per process, like the real probe's warning: a process
+                    // starting several drivers (a sharded node next to a plain one)
+                    // must read the same as where io_uring is really blocked.
+                    SIMULATED_WARNING.call_once(|| warn_fallback(&e));
                     Err(e)
                 }
                 None => PROBED
