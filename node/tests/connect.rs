@@ -177,3 +177,33 @@ fn c4_a_server_sharded_over_two_cores_serves_connections() {
         let _server = accept.join().unwrap();
     }
 }
+
+#[test]
+fn c5_a_close_after_everything_was_sent_still_ends_the_stream() {
+    // The node thread moves written bytes to UDX as soon as it can; a close that comes
+    // after that finds nothing buffered and must still make the node send the END (it
+    // once only set a flag, and the END waited for some later event that never came:
+    // the peer, waiting for EOF, hung).
+    let net = network(27_370);
+    let kp = KeyPair::from_seed(&[31; 32]);
+    let mut server = net.server.listen(&kp).wait().unwrap();
+    let accept = std::thread::spawn(move || {
+        let mut s = server.accept_blocking().expect("a connection");
+        let mut got = Vec::new();
+        let ended = s.read_to_end(&mut got).map(|_| got);
+        (server, ended)
+    });
+    let mut stream = net.client.connect(*kp.public_key().as_bytes()).wait().unwrap();
+    stream.write_all(b"all of it").unwrap();
+    stream.flush().unwrap();
+    // Long enough for the node to have sent and the peer to have acknowledged it all.
+    std::thread::sleep(Duration::from_millis(300));
+    stream.close_blocking().unwrap();
+    let start = Instant::now();
+    while !accept.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the server never read EOF");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_server, ended) = accept.join().unwrap();
+    assert_eq!(ended.unwrap(), b"all of it");
+}

@@ -339,6 +339,7 @@ impl Node {
             self.conns.on_probe(now, socket, from, tx)
         } else {
             self.conns.udx().handle_datagram(now, socket, from, data, tx)
+                || self.conns.offer_early(socket, from, data)
         };
         if !claimed {
             let net = self.net_view();

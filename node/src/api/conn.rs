@@ -178,6 +178,10 @@ impl Streams {
         if s.end_requested && s.outbound.is_empty() && !s.end_sent {
             s.end_sent = true;
             let _ = udx.end(now, id, tx);
+            // A close waits for this (`poll_close`).
+            if let Some(w) = s.write_waker.take() {
+                w.wake();
+            }
         }
         // Inbound: as much as the pipe has room for (the rest waits in UDX, whose
         // window then closes on the sender). Read through a reused scratch buffer: growing

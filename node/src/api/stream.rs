@@ -406,10 +406,12 @@ impl AsyncWrite for SecureStream {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let mut s = this.pipe.lock();
-        if !s.end_requested {
-            s.end_requested = true;
-        }
-        if s.outbound.is_empty() || s.closed.is_some() {
+        s.end_requested = true;
+        // Done once the node thread has handed the END to UDX (after every byte written
+        // before it). Waiting for that, not for an empty outbound buffer, matters: when
+        // the node has already moved every byte, nothing else would make it pump again
+        // and send the END — the peer would wait for our EOF forever.
+        if s.end_sent || s.closed.is_some() {
             return Poll::Ready(Ok(()));
         }
         s.write_waker = Some(cx.waker().clone());

@@ -18,6 +18,7 @@ use tern_wire::handshake::{Firewall, Handshake, Mode, PayloadError};
 use tern_wire::hyperdht::{Command, PeerRecord};
 use tern_wire::{Decode, Encode};
 
+use super::early::EarlyPacket;
 use super::payload::{self, LocalView};
 use super::punch::InitiatorSeed;
 use super::{Connections, NetView, Origin};
@@ -142,12 +143,14 @@ impl Connections {
             found_any: false,
         };
         self.connecting.insert(op, c);
+        self.early.watch(stream);
         self.connecting_order.push_back((now + self.config.connect_timeout, op));
     }
 
     /// Cancels a connect (its events stop).
     pub fn cancel_connect(&mut self, rpc: &mut Rpc, op: OpId) {
         if let Some(c) = self.connecting.remove(&op) {
+            self.early.take(c.stream);
             self.release(rpc, &c);
         }
     }
@@ -265,8 +268,18 @@ impl Connections {
             } else {
                 ConnectError::PeerNotFound
             };
-            self.connecting.remove(&op);
+            if let Some(c) = self.connecting.remove(&op) {
+                self.early.take(c.stream);
+            }
             self.fail(op, error);
+        }
+    }
+
+    /// Hands packets kept for a stream (see `early`) to it, oldest first.
+    fn replay_early(&mut self, now: Timestamp, early: Vec<EarlyPacket>, tx: &mut TxQueue) {
+        for p in early {
+            self.stats.early_packets += 1;
+            self.udx.handle_datagram(now, p.socket, p.from, &p.data, tx);
         }
     }
 
@@ -292,6 +305,8 @@ impl Connections {
         };
         let Some(c) = self.connecting.remove(&op) else { return true };
         self.release(rpc, &c);
+        // Packets the server sent straight to us while its reply took the relay's path.
+        let early = self.early.take(c.stream);
         let Some(remote) = payload::decode(&remote_payload) else {
             self.fail(op, ConnectError::ServerIncompatible);
             return true;
@@ -324,6 +339,7 @@ impl Connections {
             Some(addr) => {
                 if self.udx.connect(now, c.stream, net.socket, remote_stream, addr, tx).is_ok() {
                     self.established(now, origin, c.stream, addr, handshake);
+                    self.replay_early(now, early, tx);
                 } else {
                     self.udx.destroy(now, c.stream, tx);
                     self.fail(op, ConnectError::Local("stream connect failed"));
@@ -333,7 +349,10 @@ impl Connections {
             None if net.open_address.is_some() => {
                 let ok = self.udx.connect_on_first_packet(c.stream, remote_stream).is_ok()
                     && self.await_first_packet(now, c.stream, origin, handshake);
-                if !ok {
+                if ok {
+                    // The first of them binds the path, as if it arrived now.
+                    self.replay_early(now, early, tx);
+                } else {
                     self.udx.destroy(now, c.stream, tx);
                     self.fail(op, ConnectError::Local("too many pending connections"));
                 }

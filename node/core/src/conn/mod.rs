@@ -12,6 +12,7 @@
 //! direct; when neither is, both sides holepunch (PEER_HOLEPUNCH rounds, see `punch`).
 
 mod client;
+mod early;
 mod payload;
 mod punch;
 mod server;
@@ -142,6 +143,9 @@ pub struct ConnStats {
     pub probes_received: u64,
     /// Handshakes left unanswered because their client IP reached its limit.
     pub handshakes_refused: u64,
+    /// UDX packets that arrived for a connecting stream before its handshake reply and
+    /// were handed to it once it existed (see `early`; each would have cost a second).
+    pub early_packets: u64,
 }
 
 impl ConnStats {
@@ -155,6 +159,7 @@ impl ConnStats {
             probes_sent,
             probes_received,
             handshakes_refused,
+            early_packets,
         } = other;
         self.connections += connections;
         self.holepunches += holepunches;
@@ -163,6 +168,7 @@ impl ConnStats {
         self.probes_sent += probes_sent;
         self.probes_received += probes_received;
         self.handshakes_refused += handshakes_refused;
+        self.early_packets += early_packets;
     }
 }
 
@@ -219,6 +225,8 @@ pub struct Connections {
     connecting: HashMap<OpId, Connecting>,
     /// `connecting` deadlines in order, as `awaiting_order`.
     connecting_order: VecDeque<(Timestamp, OpId)>,
+    /// UDX packets for connecting streams that beat their handshake reply.
+    early: early::EarlyPackets,
     /// Which connect owns an rpc query or request.
     rpc_owner: HashMap<client::RpcHandle, OpId>,
     events: VecDeque<ConnEvent>,
@@ -258,6 +266,7 @@ impl Connections {
             awaiting_order: VecDeque::new(),
             connecting: HashMap::new(),
             connecting_order: VecDeque::new(),
+            early: early::EarlyPackets::default(),
             rpc_owner: HashMap::new(),
             events: VecDeque::new(),
             stats: ConnStats::default(),
@@ -379,6 +388,17 @@ impl Connections {
         self.listeners.remove(&target).map(|l| l.key_pair)
     }
 
+    /// Offers a UDX datagram no stream claimed: kept when it is for a connect in flight
+    /// (see `early`); true when it is not dht-rpc's to judge.
+    pub(crate) fn offer_early(
+        &mut self,
+        socket: SocketId,
+        from: SocketAddrV4,
+        data: &[u8],
+    ) -> bool {
+        self.early.offer(socket, from, data)
+    }
+
     /// Sets up the streams of handshakes a listener accepted during the last input.
     pub(crate) fn after_input(&mut self, now: Timestamp, tx: &mut TxQueue) {
         for a in std::mem::take(&mut self.accepted) {
@@ -446,7 +466,9 @@ impl Connections {
             if self.connecting.get(&op).is_some_and(|c| c.deadline == at) {
                 // Its query and request finish on their own; their events are then
                 // not claimed (the owner is gone).
-                self.connecting.remove(&op);
+                if let Some(c) = self.connecting.remove(&op) {
+                    self.early.take(c.stream);
+                }
                 self.fail(op, ConnectError::Timeout);
             }
         }

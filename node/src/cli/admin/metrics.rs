@@ -134,6 +134,11 @@ pub fn render(observed: &Observed) -> String {
     );
     let mut probes =
         Family::new("tern_holepunch_probes_total", "counter", "Holepunch probes, by direction.");
+    let mut early = Family::new(
+        "tern_early_packets_total",
+        "counter",
+        "UDX packets that beat their connect's handshake reply, kept and delivered.",
+    );
     let mut handshakes_refused = Family::new(
         "tern_handshakes_refused_total",
         "counter",
@@ -224,6 +229,7 @@ pub fn render(observed: &Observed) -> String {
         probes.add(format!("{l},direction=\"sent\""), c.probes_sent);
         probes.add(format!("{l},direction=\"received\""), c.probes_received);
         handshakes_refused.add(l.clone(), c.handshakes_refused);
+        early.add(l.clone(), c.early_packets);
         for (reason, v) in [
             ("too_short", r.too_short),
             ("port_zero", r.port_zero),
@@ -296,6 +302,7 @@ pub fn render(observed: &Observed) -> String {
         &holepunches,
         &probes,
         &handshakes_refused,
+        &early,
         &shard_requests,
         &shard_cpu,
         &shard_queue,
