@@ -1,9 +1,11 @@
 //! `tern-loadgen`: loads a HyperDHT network and measures it.
 //!
-//! * `raw`: dht-rpc request capacity of one node (PING / FIND_NODE / LOOKUP) at an
+//! * `raw`: dht-rpc request capacity of one node (PING / FIND_NODE / LOOKUP, and the
+//!   signed writes ANNOUNCE / MUTABLE_PUT from a pre-signed pool: `signed`) at an
 //!   offered rate (open loop, Poisson) or a fixed number in flight (closed loop).
 //! * `peers`: thousands of real tern nodes, each with its own socket on 127.x
-//!   addresses, bootstrapping into the target network and running DHT operations.
+//!   addresses, bootstrapping into the target network and running DHT operations
+//!   (over several processes when one's open-file limit cannot hold them: `split`).
 //! * `serve`, `connect`, `stream`: encrypted connections: time to open, and one-way
 //!   throughput of one or many streams (see `streams`; `interop/stream-bench.js` is the
 //!   JS twin, so both implementations are measured alike).
@@ -15,6 +17,8 @@ mod garbage;
 mod peers;
 mod plan;
 mod raw;
+mod signed;
+mod split;
 mod stats;
 mod streams;
 
@@ -128,6 +132,14 @@ fn print_results(json: bool, seconds: f64, stats: &[OpStats]) {
 fn fraction(s: &str) -> Result<f64, String> {
     let f: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..1.0).contains(&f) { Ok(f) } else { Err(format!("{f} is not in [0, 1)")) }
+}
+
+/// Prints full stats for a parent `peers --processes N` to merge (see `split`).
+#[allow(clippy::print_stdout)] // the parent reads them from stdout
+fn print_raw(stats: &[OpStats]) {
+    for s in stats {
+        println!("{}", serde_json::to_string(&s.to_raw()).unwrap_or_default());
+    }
 }
 
 /// Prints a connect result: the JSON line (with every sample) and a percentile table.
@@ -244,9 +256,9 @@ fn main() -> ExitCode {
         Command::Stream(args) => {
             streams::client::stream(&args).map(|out| print_stream(cli.json, &out))
         }
-        Command::Peers(args) => {
-            peers::run(&args, cli.quiet).map(|(secs, s)| print_results(cli.json, secs, &s))
-        }
+        Command::Peers(args) => peers::run(&args, cli.quiet).map(|(secs, s)| {
+            if args.raw_stats { print_raw(&s) } else { print_results(cli.json, secs, &s) }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

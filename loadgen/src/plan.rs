@@ -5,7 +5,7 @@
 //! target = "127.0.0.1:49736"
 //!
 //! [[step]]
-//! kind = "raw"            # dht-rpc capacity: ping | find_node | lookup
+//! kind = "raw"            # dht-rpc capacity: ping | find_node | lookup | announce | mutable_put
 //! command = "ping"
 //! rate = 50000            # open loop (or `inflight = 64` for closed loop)
 //! duration = 5
@@ -184,6 +184,9 @@ impl Step {
             timeout: 10.0,
             persistent: *persistent,
             seed: 1,
+            processes: 0,
+            first_peer: 0,
+            raw_stats: false,
         })
     }
 }

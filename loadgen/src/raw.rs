@@ -1,6 +1,7 @@
-//! Raw request capacity: dht-rpc requests (PING, FIND_NODE, LOOKUP) fired at one target
-//! at an offered rate, matched to replies by (socket, tid), with latency measured from
-//! the *scheduled* send time so a slow target cannot hide latency (no coordinated
+//! Raw request capacity: dht-rpc requests (PING, FIND_NODE, LOOKUP, and the signed
+//! writes ANNOUNCE and MUTABLE_PUT, see `signed`) fired at one target at an offered
+//! rate, matched to replies by (socket, tid), with latency measured from the
+//! *scheduled* send time so a slow target cannot hide latency (no coordinated
 //! omission).
 //!
 //! A real dht-rpc node could not do this: its congestion window allows 80 requests per
@@ -24,6 +25,7 @@ use tern_wire::rpc::{Message, Request};
 use tern_wire::{Decode, Encode};
 
 use crate::garbage;
+use crate::signed::{self, MAX_SIGNED_SECONDS, POOL_SIZE, Pool, SignedKind};
 use crate::stats::OpStats;
 
 /// What each request asks.
@@ -39,6 +41,10 @@ pub enum RawCommand {
     FindNode,
     /// hyperdht LOOKUP for one of a few topics.
     Lookup,
+    /// hyperdht ANNOUNCE, pre-signed under the target's token (signature-bound).
+    Announce,
+    /// hyperdht MUTABLE_PUT, pre-signed (signature-bound).
+    MutablePut,
 }
 
 impl RawCommand {
@@ -48,6 +54,17 @@ impl RawCommand {
             Self::Ping => "ping",
             Self::FindNode => "find_node",
             Self::Lookup => "lookup",
+            Self::Announce => "announce",
+            Self::MutablePut => "mutable_put",
+        }
+    }
+
+    /// The signed write this command is, if any.
+    fn signed(self) -> Option<SignedKind> {
+        match self {
+            Self::Announce => Some(SignedKind::Announce),
+            Self::MutablePut => Some(SignedKind::MutablePut),
+            Self::Ping | Self::FindNode | Self::Lookup => None,
         }
     }
 }
@@ -129,6 +146,7 @@ pub fn run(
     // P(malformed) as a threshold on 53 random bits.
     let malformed_cut = (cfg.malformed.clamp(0.0, 1.0) * (1u64 << 53) as f64) as u64;
     let mut rng = Rng::from_seed(cfg.seed);
+    let pool = signed_pool(cfg, &mut rng)?;
     let mut stats = OpStats::new(cfg.command.name());
     let mut recv = RecvBatch::new(BATCH, 2048);
     let mut send = SendBatch::new(BATCH);
@@ -182,27 +200,11 @@ pub fn run(
                 in_flight -= 1;
             }
             lane.pending[usize::from(tid)] = scheduled + 1;
-            let target_bytes = match cfg.command {
-                RawCommand::Ping => None,
-                RawCommand::FindNode => Some(rng.bytes32()),
-                RawCommand::Lookup => Some(topics[rng.below(topics.len() as u64) as usize]),
-            };
-            let (internal, command) = match cfg.command {
-                RawCommand::Ping => (true, 0),
-                RawCommand::FindNode => (true, 2),
-                RawCommand::Lookup => (false, 3),
-            };
-            let req = Request {
-                tid,
-                to: cfg.target,
-                id: None,
-                token: None,
-                internal,
-                command,
-                target: target_bytes.as_ref(),
-                value: None,
-            };
-            lane.out.push(req.to_vec());
+            if let Some(pool) = &pool {
+                lane.out.push(pool.request(stats.sent as usize, tid, cfg.target));
+            } else {
+                lane.out.push(plain_request(cfg, tid, &topics, &mut rng));
+            }
             stats.sent += 1;
             in_flight += 1;
             issued += 1;
@@ -307,6 +309,48 @@ pub fn run(
         .map(|l| l.pending.iter().filter(|s| **s != NO_REQUEST).count() as u64)
         .sum::<u64>();
     Ok(stats)
+}
+
+/// A PING, FIND_NODE or LOOKUP request.
+fn plain_request(cfg: &RawConfig, tid: u16, topics: &[[u8; 32]], rng: &mut Rng) -> Vec<u8> {
+    let target_bytes = match cfg.command {
+        RawCommand::Ping | RawCommand::Announce | RawCommand::MutablePut => None,
+        RawCommand::FindNode => Some(rng.bytes32()),
+        RawCommand::Lookup => Some(topics[rng.below(topics.len() as u64) as usize]),
+    };
+    let (internal, command) = match cfg.command {
+        RawCommand::Ping | RawCommand::Announce | RawCommand::MutablePut => (true, 0),
+        RawCommand::FindNode => (true, 2),
+        RawCommand::Lookup => (false, 3),
+    };
+    Request {
+        tid,
+        to: cfg.target,
+        id: None,
+        token: None,
+        internal,
+        command,
+        target: target_bytes.as_ref(),
+        value: None,
+    }
+    .to_vec()
+}
+
+/// For a signed command: fetches the target's token and signs the request pool, before
+/// the clock starts (the generator must not be what signatures bound).
+fn signed_pool(cfg: &RawConfig, rng: &mut Rng) -> anyhow::Result<Option<Pool>> {
+    let Some(kind) = cfg.command.signed() else { return Ok(None) };
+    let span = (cfg.duration + cfg.timeout).as_secs_f64();
+    anyhow::ensure!(
+        span <= MAX_SIGNED_SECONDS,
+        "{}: duration + timeout is {span:.1} s, but the target's token is only sure to \
+         stay valid for {MAX_SIGNED_SECONDS} s (it rotates every 7.5 s); run shorter steps",
+        cfg.command.name()
+    );
+    let grant = signed::fetch_grant(cfg.target, cfg.bind)?;
+    let pool = signed::build_pool(kind, grant, POOL_SIZE, rng);
+    tracing::debug!(entries = pool.entries.len(), "signed request pool ready");
+    Ok(Some(pool))
 }
 
 /// An exponential inter-arrival time for a Poisson process at `rate` per second.
