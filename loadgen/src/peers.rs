@@ -69,10 +69,21 @@ pub struct PeersArgs {
     /// Seed for addresses, topics and arrivals.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Processes to spread the peers over (0: as many as the open-file limit needs,
+    /// two sockets per peer; 10 000 peers need 2 under a hard limit of 20 000). Each
+    /// runs its share of peers, topics and rate; the parent merges their results.
+    #[arg(long, default_value_t = 0)]
+    pub processes: usize,
+    /// Index of this process's first peer (its addresses follow the earlier ones').
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub first_peer: usize,
+    /// Print full stats (histograms) as JSON lines for a parent process to merge.
+    #[arg(long, hide = true)]
+    pub raw_stats: bool,
 }
 
 /// Address of peer `i`: 127.1.x.y, 250 hosts per /24, so 10 000 peers use 40 subnets.
-fn peer_host(i: usize) -> Ipv4Addr {
+pub fn peer_host(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 1 + (i / 62_500) as u8, ((i / 250) % 250) as u8, (i % 250) as u8 + 1)
 }
 
@@ -83,9 +94,28 @@ struct InFlight {
     future: OpFuture,
 }
 
-/// Runs the peers; returns (measured seconds, stats per operation kind).
+/// Open files one process of `peers` peers needs: two sockets a peer, plus the driver's
+/// and the runtime's own.
+pub fn files_needed(peers: usize) -> u64 {
+    peers as u64 * 2 + 256
+}
+
+/// Runs the peers (in several processes when one cannot hold them); returns (measured
+/// seconds, stats per operation kind).
 pub fn run(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)> {
-    let wanted = args.peers as u64 * 2 + 256;
+    let processes = match args.processes {
+        0 => crate::split::processes_for(args.peers),
+        n => n,
+    };
+    if processes > 1 {
+        return crate::split::run(args, processes, quiet);
+    }
+    run_here(args, quiet)
+}
+
+/// Runs every peer of `args` in this process.
+fn run_here(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)> {
+    let wanted = files_needed(args.peers);
     let limit = tern_udp::raise_open_file_limit(wanted);
     if limit < wanted {
         tracing::warn!(limit, wanted, "open-file limit below what the peers need");
@@ -106,8 +136,8 @@ pub fn run(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)>
             firewalled: !args.persistent,
             ..RpcConfig::default()
         };
-        let config =
-            NodeConfig { rpc, host: peer_host(i), random_port: true, ..NodeConfig::default() };
+        let host = peer_host(args.first_peer + i);
+        let config = NodeConfig { rpc, host, random_port: true, ..NodeConfig::default() };
         let dht = Dht::start_on(&driver, config).with_context(|| format!("starting peer {i}"))?;
         joining.push((Instant::now(), dht.ready()));
         peers.push(Arc::new(dht));
@@ -125,6 +155,7 @@ pub fn run(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)>
         std::thread::sleep(Duration::from_millis(5));
     }
     join.timeouts += joining.len() as u64;
+    join.elapsed = Some(start.elapsed().as_secs_f64());
     bar.finish_and_clear();
     if args.workload == Workload::Bootstrap {
         return Ok((start.elapsed().as_secs_f64(), vec![join]));

@@ -28,6 +28,9 @@ pub struct OpStats {
     pub wrong: u64,
     /// Malformed datagrams sent alongside (`raw --malformed`); not operations.
     pub malformed: u64,
+    /// Wall seconds this operation's phase took, when it is not the run's duration
+    /// (peers joining); rates are per this many seconds.
+    pub elapsed: Option<f64>,
 }
 
 impl OpStats {
@@ -44,6 +47,7 @@ impl OpStats {
             errors: BTreeMap::new(),
             wrong: 0,
             malformed: 0,
+            elapsed: None,
         }
     }
 
@@ -58,8 +62,45 @@ impl OpStats {
         *self.errors.entry(code).or_default() += 1;
     }
 
+    /// Everything, histogram included, for merging runs of several processes.
+    pub fn to_raw(&self) -> RawStats {
+        RawStats {
+            op: self.name.clone(),
+            sent: self.sent,
+            ok: self.ok,
+            timeouts: self.timeouts,
+            errors: self.errors.clone(),
+            wrong: self.wrong,
+            elapsed: self.elapsed,
+            latency: self
+                .latency
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+        }
+    }
+
+    /// Adds another process's counts and latencies; the phase took the longer of both.
+    pub fn absorb(&mut self, raw: &RawStats) {
+        self.sent += raw.sent;
+        self.ok += raw.ok;
+        self.timeouts += raw.timeouts;
+        self.wrong += raw.wrong;
+        for (code, n) in &raw.errors {
+            *self.errors.entry(*code).or_default() += n;
+        }
+        for &(us, n) in &raw.latency {
+            let _ = self.latency.record_n(us.clamp(1, MAX_LATENCY_US), n);
+        }
+        self.elapsed = match (self.elapsed, raw.elapsed) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     /// The machine-readable summary.
     pub fn summary(&self, seconds: f64) -> Summary {
+        let seconds = self.elapsed.unwrap_or(seconds);
         let q =
             |p: f64| if self.latency.is_empty() { 0 } else { self.latency.value_at_quantile(p) };
         let errors: u64 = self.errors.values().sum();
@@ -78,8 +119,31 @@ impl OpStats {
             p99_us: q(0.99),
             p999_us: q(0.999),
             max_us: self.latency.max(),
+            seconds,
         }
     }
+}
+
+/// An [`OpStats`] in full (latencies as (µs, count) buckets), as a child process of
+/// `peers --processes N` prints it for its parent to merge.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct RawStats {
+    /// Operation.
+    pub op: String,
+    /// Sent or started.
+    pub sent: u64,
+    /// Succeeded.
+    pub ok: u64,
+    /// Timed out.
+    pub timeouts: u64,
+    /// Error code -> count.
+    pub errors: BTreeMap<u64, u64>,
+    /// Wrong answers.
+    pub wrong: u64,
+    /// Phase seconds, if not the run's duration.
+    pub elapsed: Option<f64>,
+    /// (latency µs, count) of every recorded histogram bucket.
+    pub latency: Vec<(u64, u64)>,
 }
 
 /// One line of results.
@@ -114,6 +178,9 @@ pub struct Summary {
     pub p999_us: u64,
     /// Worst, µs.
     pub max_us: u64,
+    /// Seconds the rate is over (the run's duration, or the phase's own length).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -178,5 +245,28 @@ mod tests {
         assert!((sum.ok_ratio - 0.75).abs() < 1e-9);
         assert!(sum.p50_us >= 199 && sum.p50_us <= 201);
         assert!(table(&[sum]).contains("ping"));
+    }
+
+    #[test]
+    fn merged_processes_add_up_and_keep_the_tail() {
+        let mut a = OpStats::new("lookup");
+        a.sent = 3;
+        a.elapsed = Some(2.0);
+        [100, 200, 300].into_iter().for_each(|us| a.record_ok(us));
+        let mut b = OpStats::new("lookup");
+        b.sent = 2;
+        b.wrong = 1;
+        b.record_error(16);
+        b.record_ok(50_000);
+        b.elapsed = Some(4.0);
+        let mut merged = OpStats::new("lookup");
+        merged.absorb(&a.to_raw());
+        merged.absorb(&b.to_raw());
+        let s = merged.summary(10.0);
+        assert_eq!((s.sent, s.ok, s.wrong, s.errors), (5, 4, 1, 1));
+        assert!(s.max_us >= 49_000, "the slow process's tail survives the merge");
+        assert!((s.seconds - 4.0).abs() < 1e-9 && (s.rate - 1.0).abs() < 1e-9);
+        let json = serde_json::to_string(&b.to_raw()).unwrap();
+        assert_eq!(serde_json::from_str::<RawStats>(&json).unwrap(), b.to_raw());
     }
 }
