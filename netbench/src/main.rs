@@ -3,8 +3,12 @@
 //! limit) — interleaved and repeated, with `tern-loadgen` as the load, and writes a
 //! report whose every claim is a ratio measured in the same run. Connection scenarios
 //! (time to open, stream MB/s) give tern and the JS reference each a loopback network,
-//! a server and a client of their own implementation (`streams`).
+//! a server and a client of their own implementation (`streams`); network scenarios
+//! (lookup latency in a 1 000-node network, thousands of loadgen peers) give each a
+//! large loopback network loaded by `tern-loadgen peers` (`network`).
 
+mod network;
+mod network_report;
 mod plan;
 mod report;
 mod run;
@@ -49,6 +53,10 @@ enum Command {
         /// the 200 ports from here, a bootstrap node and its nodes per start).
         #[arg(long, default_value_t = 28_000)]
         stream_port: u16,
+        /// First UDP port for the network scenarios' networks: a tern network of N nodes
+        /// takes N consecutive ports from here (N ≤ 1000), a JS network only this one.
+        #[arg(long, default_value_t = 30_000)]
+        network_port: u16,
     },
     /// Re-render report.md and the plots of a finished run from its report.json (after
     /// the report code changed, or into another directory).
@@ -86,7 +94,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let result: anyhow::Result<bool> = match cli.command {
-        Command::Run { plan, out, bin_dir, repo, port, stream_port } => (|| {
+        Command::Run { plan, out, bin_dir, repo, port, stream_port, network_port } => (|| {
             let p = plan::Plan::load(&plan)?;
             let exe = std::env::current_exe()?;
             let bin_dir = bin_dir
@@ -98,7 +106,8 @@ fn main() -> ExitCode {
                 .or_else(|| std::env::current_dir().ok().and_then(|d| target::find_repo(&d)))
                 .context("cannot find the repository root (interop/); pass --repo")?;
             let tools = target::Tools { bin_dir, repo };
-            let results = run::run(&p, &tools, port, stream_port)?;
+            let ports = run::Ports { target: port, stream: stream_port, network: network_port };
+            let results = run::run(&p, &tools, ports)?;
             report::write(&results, &out)?;
             print!("{}", std::fs::read_to_string(out.join("report.md"))?);
             Ok(true)

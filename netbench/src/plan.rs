@@ -4,7 +4,9 @@
 //! `tern-loadgen raw`. Connection scenarios (`mode = "connect"` or `"stream"`) give each
 //! target a small network of its own implementation, a server and a client (see
 //! `streams`); targets that cannot hold encrypted connections (the raw echo) are
-//! skipped for them.
+//! skipped for them. Network scenarios (`mode = "network"`) start a loopback network of
+//! `nodes` nodes of the target's implementation and run `tern-loadgen peers` against it
+//! (lookup latency in a large network, thousands of real peers).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -117,6 +119,31 @@ pub enum Mode {
         #[serde(default = "default_nodes")]
         nodes: usize,
     },
+    /// A loopback network of `nodes` nodes of the target's implementation (tern testnet
+    /// or `interop/bench-net.js`), loaded by `peers` real tern peers from
+    /// `tern-loadgen peers` running `workload` at `rate` operations per second.
+    Network {
+        /// Nodes in the network, the bootstrap node included; they take the ports from
+        /// netbench's `--network-port` (tern: consecutive ports; JS: the bootstrap only).
+        nodes: usize,
+        /// Loadgen peers (each a tern node with its own sockets on a 127.x address).
+        peers: usize,
+        /// `tern-loadgen peers --workload`: lookup, announce, mutable, immutable, bootstrap.
+        #[serde(default = "default_workload")]
+        workload: String,
+        /// Offered operations per second over all peers (open loop).
+        #[serde(default = "default_network_rate")]
+        rate: f64,
+        /// Seconds of workload after the peers joined.
+        #[serde(default = "default_network_seconds")]
+        seconds: f64,
+        /// Topics announced before lookups (a lookup missing one is a wrong answer).
+        #[serde(default = "default_topics")]
+        topics: usize,
+        /// Peers joining per second.
+        #[serde(default = "default_join_rate")]
+        join_rate: f64,
+    },
 }
 
 impl Mode {
@@ -124,6 +151,31 @@ impl Mode {
     pub fn is_connection(&self) -> bool {
         matches!(self, Mode::Connect { .. } | Mode::Stream { .. })
     }
+
+    /// Whether this is a network scenario.
+    pub fn is_network(&self) -> bool {
+        matches!(self, Mode::Network { .. })
+    }
+}
+
+fn default_workload() -> String {
+    "lookup".into()
+}
+
+fn default_network_rate() -> f64 {
+    20.0
+}
+
+fn default_network_seconds() -> f64 {
+    10.0
+}
+
+fn default_topics() -> usize {
+    20
+}
+
+fn default_join_rate() -> f64 {
+    500.0
 }
 
 fn one() -> usize {
@@ -151,7 +203,9 @@ fn default_warmup_mib() -> u64 {
 pub struct Scenario {
     /// Name in reports.
     pub name: String,
-    /// Request kind for `tern-loadgen raw`: ping, find_node, lookup (request scenarios).
+    /// Request kind for `tern-loadgen raw` (request scenarios): ping, find_node, lookup,
+    /// or the signed writes announce and mutable_put (the raw echo is skipped for those:
+    /// it issues no token).
     #[serde(default)]
     pub command: String,
     /// Measurement mode.
@@ -204,15 +258,28 @@ impl Plan {
                     "{}: mib and streams must be ≥ 1, nodes ≥ 2, verify count or crc32",
                     s.name
                 ),
+                Mode::Network { nodes, peers, rate, seconds, workload, .. } => anyhow::ensure!(
+                    (2..=1000).contains(nodes)
+                        && *peers >= 1
+                        && *rate > 0.0
+                        && *seconds > 0.0
+                        && matches!(
+                            workload.as_str(),
+                            "lookup" | "announce" | "mutable" | "immutable" | "bootstrap"
+                        ),
+                    "{}: nodes 2..=1000 (one port each), peers ≥ 1, rate and seconds > 0, \
+                     workload lookup|announce|mutable|immutable|bootstrap",
+                    s.name
+                ),
             }
             anyhow::ensure!(
                 (0.0..1.0).contains(&s.malformed)
-                    && (s.malformed == 0.0 || !s.mode.is_connection()),
+                    && (s.malformed == 0.0 || !(s.mode.is_connection() || s.mode.is_network())),
                 "{}: malformed is a fraction in [0, 1) of a request scenario",
                 s.name
             );
             anyhow::ensure!(
-                s.mode.is_connection() || !s.command.is_empty(),
+                s.mode.is_connection() || s.mode.is_network() || !s.command.is_empty(),
                 "{}: request scenarios need a command",
                 s.name
             );

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::run::{Measurement, Results};
-use crate::{stream_report, svg};
+use crate::{network_report, stream_report, svg};
 
 /// The median of `v` (0 for empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -176,6 +176,7 @@ pub fn write(results: &Results, dir: &Path) -> anyhow::Result<()> {
         let _ = writeln!(md, "\n![p99 latency]({lat}) ![CPU per request]({cpu})\n");
     }
     stream_report::write(results, dir, &mut md)?;
+    network_report::write(results, dir, &mut md)?;
     std::fs::write(dir.join("report.md"), md)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::network::{self, NetworkRun};
 use crate::plan::{Mode, Plan, Scenario, Target, TargetKind};
 use crate::streams::{self, StreamRun};
 use crate::target::{self, Running, Tools};
@@ -86,6 +87,9 @@ pub struct Results {
     /// Connect and stream scenario runs.
     #[serde(default)]
     pub stream_runs: Vec<StreamRun>,
+    /// Network scenario runs.
+    #[serde(default)]
+    pub network_runs: Vec<NetworkRun>,
 }
 
 /// The JSON line `tern-loadgen --json` prints.
@@ -101,13 +105,31 @@ struct LoadgenLine {
     p999_us: u64,
 }
 
+/// First ports of the three kinds of target process (see `netbench run --help`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// Request scenarios' targets: each start takes the next port.
+    pub target: u16,
+    /// Connection scenarios' networks: cycling through `STREAM_PORT_SPAN` ports.
+    pub stream: u16,
+    /// Network scenarios' networks: `nodes` ports from here, reused by every start.
+    pub network: u16,
+}
+
+/// Whether `target` can serve `scenario` at all: the raw echo holds no connections,
+/// stores nothing (network scenarios) and issues no tokens (signed writes).
+fn applicable(scenario: &Scenario, target: &Target) -> bool {
+    if scenario.skip.contains(&target.name) {
+        return false;
+    }
+    let signed = matches!(scenario.command.as_str(), "announce" | "mutable_put");
+    target.kind != TargetKind::Echo
+        || !(scenario.mode.is_connection() || scenario.mode.is_network() || signed)
+}
+
 /// Runs the plan.
-pub fn run(
-    plan: &Plan,
-    tools: &Tools,
-    mut base_port: u16,
-    first_stream_port: u16,
-) -> anyhow::Result<Results> {
+pub fn run(plan: &Plan, tools: &Tools, ports: Ports) -> anyhow::Result<Results> {
+    let (mut base_port, first_stream_port) = (ports.target, ports.stream);
     let mut results = Results {
         plan: plan.name.clone(),
         date: shell("date -u +%Y-%m-%dT%H:%MZ"),
@@ -134,13 +156,21 @@ pub fn run(
         for repeat in 0..plan.repeats {
             for target in &plan.targets {
                 bar.inc(1);
-                if scenario.skip.contains(&target.name) {
+                if !applicable(scenario, target) {
+                    continue;
+                }
+                if scenario.mode.is_network() {
+                    bar.set_message(format!(
+                        "{} · {} · repeat {}",
+                        scenario.name,
+                        target.name,
+                        repeat + 1
+                    ));
+                    let r = network::measure(scenario, target, repeat, ports.network, tools)?;
+                    results.network_runs.push(r);
                     continue;
                 }
                 if let Mode::Connect { nodes, .. } | Mode::Stream { nodes, .. } = scenario.mode {
-                    if target.kind == TargetKind::Echo {
-                        continue;
-                    }
                     bar.set_message(format!(
                         "{} · {} · repeat {}",
                         scenario.name,
@@ -190,7 +220,7 @@ fn measure_scenario(
     let warm_rate = match &scenario.mode {
         Mode::Rates { rates } => rates.iter().copied().fold(f64::INFINITY, f64::min),
         Mode::Capacity { start, .. } => *start,
-        Mode::Connect { .. } | Mode::Stream { .. } => return Ok(()),
+        Mode::Connect { .. } | Mode::Stream { .. } | Mode::Network { .. } => return Ok(()),
     };
     let warm_plan = Plan { duration: WARM_UP_SECONDS, ..plan.clone() };
     measure(&warm_plan, scenario, target, repeat, warm_rate.min(1e6), running, tools)?;
@@ -224,7 +254,7 @@ fn measure_scenario(
                 capacity,
             });
         }
-        Mode::Connect { .. } | Mode::Stream { .. } => {}
+        Mode::Connect { .. } | Mode::Stream { .. } | Mode::Network { .. } => {}
     }
     Ok(())
 }

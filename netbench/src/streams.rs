@@ -91,7 +91,7 @@ struct ClientLine {
 const STDERR_TAIL: usize = 5;
 
 /// A child process whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     lines: Receiver<String>,
     /// The last few stderr lines (why it failed, when it does).
@@ -100,7 +100,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, what: &str) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(mut cmd: Command, what: &str) -> anyhow::Result<Proc> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -133,7 +133,7 @@ impl Proc {
     }
 
     /// The first line containing `needle`, within `limit`.
-    fn wait_line(&self, needle: &str, limit: Duration) -> anyhow::Result<String> {
+    pub(crate) fn wait_line(&self, needle: &str, limit: Duration) -> anyhow::Result<String> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -155,7 +155,36 @@ impl Proc {
         }
     }
 
-    fn pid(&self) -> u32 {
+    /// The next stdout line within `limit`: `Ok(None)` on timeout, `Err` once the child
+    /// closed its stdout (it exited).
+    pub(crate) fn next_line(&self, limit: Duration) -> Result<Option<String>, ()> {
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => Ok(Some(line)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(()),
+        }
+    }
+
+    /// Its exit status: waits up to 5 s for it to exit on its own, then kills it.
+    pub(crate) fn wait_exit(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        Ok(self.child.wait()?)
+    }
+
+    /// The last few stderr lines, joined.
+    pub(crate) fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        tail.iter().map(String::as_str).collect::<Vec<_>>().join(" | ")
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
