@@ -15,6 +15,9 @@ use crate::svg;
 /// P4: tern's lookup p99 at most this fraction of the JS network's.
 const P4_MAX_RATIO: f64 = 0.5;
 
+/// P4 is about a network of at least this many nodes; smaller ones get no verdict.
+const P4_NODES: usize = 1000;
+
 /// P8: peers a run must hold to count.
 const P8_PEERS: u64 = 10_000;
 
@@ -119,7 +122,8 @@ pub fn goals(results: &Results) -> Vec<String> {
     for (scenario, rows) in rows(results) {
         let js = rows.iter().find(|(t, _)| t.contains("js")).map(|(_, r)| r.clone());
         for (t, r) in rows.iter().filter(|(t, _)| !t.contains("js")) {
-            if let Some(js) = js.as_ref().filter(|j| j.op == "lookup" && j.p99_us > 0.0) {
+            let p4 = |j: &&NetRow| j.op == "lookup" && j.p99_us > 0.0 && r.nodes >= P4_NODES;
+            if let Some(js) = js.as_ref().filter(p4) {
                 let x = r.p99_us / js.p99_us;
                 let verdict = if x <= P4_MAX_RATIO {
                     "**met**".to_owned()
@@ -191,7 +195,7 @@ pub fn write(results: &Results, dir: &Path, md: &mut String) -> anyhow::Result<(
         for (t, r) in &rows {
             let _ = writeln!(
                 md,
-                "| {t} | {} | {} | {:.1} s | {} / {} | {:.1} s | {} | {} | {} / {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {} |",
+                "| {t} | {} | {} | {:.2} s | {} / {} | {:.2} s | {} | {} | {} / {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {} |",
                 r.repeats,
                 r.nodes,
                 r.network_up_s,

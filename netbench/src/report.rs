@@ -10,6 +10,10 @@ use anyhow::Context;
 use crate::run::{Measurement, Results};
 use crate::{network_report, stream_report, svg};
 
+/// P3: signed-write capacity (ANNOUNCE, MUTABLE_PUT) at least this multiple of the JS
+/// node's.
+const P3_MIN_RATIO: f64 = 5.0;
+
 /// The median of `v` (0 for empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -145,6 +149,25 @@ pub fn write(results: &Results, dir: &Path) -> anyhow::Result<()> {
                 echo.as_ref().map_or("–".into(), |e| ratio(r.capacity, e.capacity)),
             );
         }
+        let signed = results.measurements.iter().any(|m| {
+            m.scenario == scenario && matches!(m.command.as_str(), "announce" | "mutable_put")
+        });
+        if let Some(j) = js.as_ref().filter(|j| signed && j.capacity > 0.0) {
+            let _ = writeln!(md);
+            for (target, r) in targets.iter().filter(|(t, _)| !t.contains("js")) {
+                let x = r.capacity / j.capacity;
+                let verdict = if x >= P3_MIN_RATIO {
+                    "**met**".to_owned()
+                } else {
+                    format!("**missed**: needs {:.0} req/s", j.capacity * P3_MIN_RATIO)
+                };
+                let _ = writeln!(
+                    md,
+                    "- P3 ({scenario}, {target}): {:.0} vs js {:.0} req/s = {x:.2}× (goal ≥ {P3_MIN_RATIO}×); CPU µs/req {:.1} vs {:.1} — {verdict}",
+                    r.capacity, j.capacity, r.cpu_us, j.cpu_us
+                );
+            }
+        }
         let slug: String =
             scenario.chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
         let lines: Vec<svg::Line> = targets
@@ -223,6 +246,7 @@ mod tests {
             scenario: "ping".into(),
             target: target.into(),
             repeat,
+            command: "ping".into(),
             offered,
             sent: 100,
             ok: 100,
@@ -273,5 +297,35 @@ mod tests {
         assert!(md.contains("| tern | 110 |") && md.contains("2.20"), "{md}");
         assert!(dir.join("ping-latency.svg").is_file());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn signed_scenarios_get_a_p3_verdict_and_others_none() {
+        let signed = |t: &str, c: f64| Measurement {
+            scenario: "announce-capacity".into(),
+            command: "announce".into(),
+            ..m(t, 0, c, 30)
+        };
+        let cap = |t: &str, c| Capacity {
+            scenario: "announce-capacity".into(),
+            target: t.into(),
+            repeat: 0,
+            capacity: c,
+        };
+        let results = Results {
+            measurements: vec![signed("tern", 12_000.0), signed("js", 4_000.0), m("js", 0, 9.0, 1)],
+            capacities: vec![cap("tern", 12_000.0), cap("js", 4_000.0)],
+            ..Results::default()
+        };
+        let dir = std::env::temp_dir().join(format!("netbench-p3-{}", std::process::id()));
+        write(&results, &dir).unwrap();
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        assert!(
+            md.contains("P3 (announce-capacity, tern): 12000 vs js 4000 req/s = 3.00×"),
+            "{md}"
+        );
+        assert!(md.contains("**missed**: needs 20000 req/s"), "{md}");
+        assert_eq!(md.matches("P3 (").count(), 1, "the ping scenario gets none: {md}");
     }
 }

@@ -30,6 +30,9 @@ pub struct Measurement {
     pub target: String,
     /// Repeat index.
     pub repeat: usize,
+    /// Request kind (`tern-loadgen raw --command`).
+    #[serde(default)]
+    pub command: String,
     /// Offered rate (req/s).
     pub offered: f64,
     /// Sent requests.
@@ -305,6 +308,7 @@ fn measure(
         scenario: scenario.name.clone(),
         target: target.name.clone(),
         repeat,
+        command: scenario.command.clone(),
         offered: rate,
         sent: line.sent,
         ok: line.ok,
