@@ -5,7 +5,8 @@
 //!   offered rate (open loop, Poisson) or a fixed number in flight (closed loop).
 //! * `peers`: thousands of real tern nodes, each with its own socket on 127.x
 //!   addresses, bootstrapping into the target network and running DHT operations
-//!   (over several processes when one's open-file limit cannot hold them: `split`).
+//!   (over several processes when one's open-file limit cannot hold them: `split`),
+//!   or the same peers and network in the deterministic simulator (`--sim`: `sim`).
 //! * `serve`, `connect`, `stream`: encrypted connections: time to open, and one-way
 //!   throughput of one or many streams (see `streams`; `interop/stream-bench.js` is the
 //!   JS twin, so both implementations are measured alike).
@@ -18,6 +19,7 @@ mod peers;
 mod plan;
 mod raw;
 mod signed;
+mod sim;
 mod split;
 mod stats;
 mod streams;

@@ -77,6 +77,13 @@ pub struct PeersArgs {
     /// Index of this process's first peer (its addresses follow the earlier ones').
     #[arg(long, default_value_t = 0, hide = true)]
     pub first_peer: usize,
+    /// Run the peers and the network in the deterministic simulator (virtual time,
+    /// netsim's latency model) instead of on real sockets; --target is then ignored.
+    #[arg(long)]
+    pub sim: bool,
+    /// With --sim: nodes of the simulated network, its bootstrap node included.
+    #[arg(long, default_value_t = 100)]
+    pub sim_nodes: usize,
     /// Print full stats (histograms) as JSON lines for a parent process to merge.
     #[arg(long, hide = true)]
     pub raw_stats: bool,
@@ -103,6 +110,9 @@ pub fn files_needed(peers: usize) -> u64 {
 /// Runs the peers (in several processes when one cannot hold them); returns (measured
 /// seconds, stats per operation kind).
 pub fn run(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)> {
+    if args.sim {
+        return crate::sim::run(args);
+    }
     let processes = match args.processes {
         0 => crate::split::processes_for(args.peers),
         n => n,

@@ -185,6 +185,8 @@ impl Step {
             persistent: *persistent,
             seed: 1,
             processes: 0,
+            sim: false,
+            sim_nodes: 100,
             first_peer: 0,
             raw_stats: false,
         })

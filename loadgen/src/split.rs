@@ -155,6 +155,8 @@ mod tests {
             persistent: false,
             seed: 1,
             processes: 2,
+            sim: false,
+            sim_nodes: 100,
             first_peer: 0,
             raw_stats: false,
         }
