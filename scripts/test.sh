@@ -61,7 +61,9 @@ step "netbench pipeline at tiny scale (plans/ci.toml: proves it works, asserts n
 cargo build -p tern -p tern-loadgen -p tern-netbench
 ./target/debug/netbench run netbench/plans/ci.toml --out target/netbench-ci > /dev/null
 test -s target/netbench-ci/report.md && test -s target/netbench-ci/ping-capacity-latency.svg \
-  && test -s target/netbench-ci/connect-open-cdf.svg && grep -q "stream-1x2" target/netbench-ci/report.md
+  && test -s target/netbench-ci/connect-open-cdf.svg && grep -q "stream-1x2" target/netbench-ci/report.md \
+  && grep -q "P3 (announce-capacity" target/netbench-ci/report.md \
+  && test -s target/netbench-ci/lookup-network-percentiles.svg
 
 step "docker testbed: bootstrap cluster, nodes behind consistent and random NATs, seccomp backends, loadgen (docker/testbed.sh run)"
 # CI starts from a fresh Debian machine as root: Debian's Docker engine and compose, and

@@ -36,9 +36,9 @@ pub enum Workload {
 /// Arguments of `tern-loadgen peers`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PeersArgs {
-    /// Bootstrap node of the network under test.
-    #[arg(long)]
-    pub target: SocketAddrV4,
+    /// Bootstrap node of the network under test (not used with --sim).
+    #[arg(long, required_unless_present = "sim")]
+    pub target: Option<SocketAddrV4>,
     /// Number of peers.
     #[arg(long, default_value_t = 100)]
     pub peers: usize,
@@ -125,6 +125,7 @@ pub fn run(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)>
 
 /// Runs every peer of `args` in this process.
 fn run_here(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)> {
+    let target = args.target.context("--target is required without --sim")?;
     let wanted = files_needed(args.peers);
     let limit = tern_udp::raise_open_file_limit(wanted);
     if limit < wanted {
@@ -141,7 +142,7 @@ fn run_here(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)
     let join_gap = Duration::from_secs_f64(1.0 / args.join_rate.max(1.0));
     for i in 0..args.peers {
         let rpc = RpcConfig {
-            bootstrap: vec![args.target],
+            bootstrap: vec![target],
             ephemeral: Some(!args.persistent),
             firewalled: !args.persistent,
             ..RpcConfig::default()

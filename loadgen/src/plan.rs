@@ -173,7 +173,7 @@ impl Step {
     pub fn peers_args(&self, target: SocketAddrV4) -> Option<PeersArgs> {
         let Step::Peers { workload, peers, rate, duration, persistent } = self else { return None };
         Some(PeersArgs {
-            target,
+            target: Some(target),
             peers: peers.unwrap_or(100),
             threads: 2,
             join_rate: 500.0,

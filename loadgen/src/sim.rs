@@ -220,3 +220,51 @@ fn record(stats: &mut OpStats, rec: &OpRecord, want: Option<[u8; 32]>, timeout: 
         stats.record_ok(latency.as_micros() as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(workload: Workload) -> PeersArgs {
+        PeersArgs {
+            target: None,
+            peers: 12,
+            threads: 1,
+            join_rate: 50.0,
+            workload,
+            rate: 4.0,
+            duration: 5.0,
+            topics: 3,
+            timeout: 10.0,
+            persistent: false,
+            seed: 7,
+            processes: 1,
+            first_peer: 0,
+            sim: true,
+            sim_nodes: 20,
+            raw_stats: false,
+        }
+    }
+
+    #[test]
+    fn simulated_peers_join_and_find_every_announced_topic() {
+        let (seconds, stats) = run(&args(Workload::Lookup)).expect("the simulation runs");
+        assert_eq!(seconds, 5.0);
+        let (join, lookup) = (&stats[0], &stats[1]);
+        assert_eq!((join.name.as_str(), join.sent, join.ok), ("bootstrap", 12, 12));
+        assert_eq!(lookup.name, "lookup");
+        assert!(lookup.sent > 0, "lookups were offered");
+        assert_eq!((lookup.ok, lookup.wrong, lookup.timeouts), (lookup.sent, 0, 0));
+        // Virtual latencies: a lookup walks real protocol round trips (> 1 ms each).
+        assert!(lookup.latency.value_at_quantile(0.5) > 1_000);
+    }
+
+    #[test]
+    fn a_seed_replays_the_same_run() {
+        let summary = |s: &[OpStats]| s.iter().map(|o| o.summary(1.0)).collect::<Vec<_>>();
+        let a = run(&args(Workload::Announce)).expect("runs").1;
+        let b = run(&args(Workload::Announce)).expect("runs").1;
+        assert_eq!(summary(&a), summary(&b));
+        assert!(a[1].ok > 0);
+    }
+}

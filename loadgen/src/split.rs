@@ -45,8 +45,6 @@ fn child_args(args: &PeersArgs, i: usize, n: usize) -> Vec<String> {
     let mut v: Vec<String> = vec![
         "--quiet".into(),
         "peers".into(),
-        "--target".into(),
-        args.target.to_string(),
         "--peers".into(),
         share(args.peers, i, n).to_string(),
         "--threads".into(),
@@ -71,6 +69,9 @@ fn child_args(args: &PeersArgs, i: usize, n: usize) -> Vec<String> {
         (args.first_peer + first_peer).to_string(),
         "--raw-stats".into(),
     ];
+    if let Some(target) = args.target {
+        v.extend(["--target".into(), target.to_string()]);
+    }
     if args.persistent {
         v.push("--persistent".into());
     }
@@ -143,7 +144,7 @@ mod tests {
 
     fn args(peers: usize) -> PeersArgs {
         PeersArgs {
-            target: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1),
+            target: Some(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1)),
             peers,
             threads: 2,
             join_rate: 500.0,
