@@ -287,3 +287,44 @@ impl Plan {
         Ok(plan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_plan_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Plan::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "found only {n} plans in {}", dir.display());
+    }
+
+    #[test]
+    fn a_network_scenario_outside_one_port_block_is_refused() {
+        let plan = |nodes: usize| {
+            format!(
+                "name = \"x\"\n[[targets]]\nname = \"t\"\nkind = \"tern\"\n[[scenarios]]\n\
+                 name = \"n\"\nmode = \"network\"\nnodes = {nodes}\npeers = 5\n"
+            )
+        };
+        let dir = std::env::temp_dir().join(format!("netbench-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ok, big) = (dir.join("ok.toml"), dir.join("big.toml"));
+        std::fs::write(&ok, plan(1000)).unwrap();
+        std::fs::write(&big, plan(1001)).unwrap();
+        let loaded = Plan::load(&ok).unwrap();
+        assert!(matches!(
+            loaded.scenarios[0].mode,
+            Mode::Network { nodes: 1000, peers: 5, rate: 20.0, .. }
+        ));
+        assert!(Plan::load(&big).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
