@@ -241,19 +241,35 @@ impl SecureStream {
         self.failed = Some(io::ErrorKind::ConnectionAborted);
     }
 
-    /// Asks the node thread to move this stream's bytes.
-    fn nudge(&self) {
+    /// Asks the node thread to move this stream's bytes; false when its mailbox was full
+    /// (it drains within a loop turn: a caller about to wait must poll again, see
+    /// [`Self::nudge_or_repoll`]).
+    fn nudge(&self) -> bool {
         let mut s = self.pipe.lock();
         if s.pump_queued || s.closed.is_some() {
-            return;
+            return true;
         }
         s.pump_queued = true;
         drop(s);
         match self.node.send(ApiCommand::Pump(self.stream)) {
-            Ok(()) => {}
-            // A full mailbox drains within a loop turn; the caller retries via its waker.
-            Err(SendError::Full(_)) => self.pipe.lock().pump_queued = false,
-            Err(_) => self.pipe.lock().closed = Some(Closed::Error(io::ErrorKind::NotConnected)),
+            Ok(()) => true,
+            Err(SendError::Full(_)) => {
+                self.pipe.lock().pump_queued = false;
+                false
+            }
+            Err(_) => {
+                self.pipe.lock().closed = Some(Closed::Error(io::ErrorKind::NotConnected));
+                true
+            }
+        }
+    }
+
+    /// Nudges before returning `Pending`: if the nudge did not get through, the pump
+    /// that would wake this task will not run, so the task is woken at once to try again
+    /// instead of waiting for ever.
+    fn nudge_or_repoll(&self, cx: &Context<'_>) {
+        if !self.nudge() {
+            cx.waker().wake_by_ref();
         }
     }
 
@@ -287,7 +303,7 @@ impl SecureStream {
             if !self.plain.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            let (was_full, ended, closed) = {
+            let (was_full, unsent, ended, closed) = {
                 let mut s = self.pipe.lock();
                 let was_full = s.inbound.len() >= PIPE_CAPACITY;
                 std::mem::swap(&mut self.scratch, &mut s.inbound);
@@ -295,10 +311,14 @@ impl SecureStream {
                 if self.scratch.is_empty() && !ended && closed.is_none() {
                     s.read_waker = Some(cx.waker().clone());
                 }
-                (was_full, ended, closed)
+                // Written bytes or an END the node was never told about (a nudge that
+                // met a full mailbox): the answer we are about to wait for needs them.
+                let unsent =
+                    !s.pump_queued && (!s.outbound.is_empty() || (s.end_requested && !s.end_sent));
+                (was_full, unsent, ended, closed)
             };
-            if was_full {
-                self.nudge();
+            if was_full || (unsent && self.scratch.is_empty()) {
+                self.nudge_or_repoll(cx);
             }
             if self.scratch.is_empty() {
                 return match (ended, closed) {
@@ -373,8 +393,7 @@ impl AsyncWrite for SecureStream {
             if s.outbound.len() >= PIPE_CAPACITY {
                 s.write_waker = Some(cx.waker().clone());
                 drop(s);
-                // The node may have missed the nudge (full mailbox): ask again.
-                this.nudge();
+                this.nudge_or_repoll(cx);
                 return Poll::Pending;
             }
         }
@@ -399,7 +418,7 @@ impl AsyncWrite for SecureStream {
         }
         s.write_waker = Some(cx.waker().clone());
         drop(s);
-        this.nudge();
+        this.nudge_or_repoll(cx);
         Poll::Pending
     }
 
@@ -416,7 +435,7 @@ impl AsyncWrite for SecureStream {
         }
         s.write_waker = Some(cx.waker().clone());
         drop(s);
-        this.nudge();
+        this.nudge_or_repoll(cx);
         Poll::Pending
     }
 }
