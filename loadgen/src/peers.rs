@@ -33,6 +33,19 @@ pub enum Workload {
     Bootstrap,
 }
 
+impl Workload {
+    /// The operation's name in tables and JSON lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lookup => "lookup",
+            Self::Announce => "announce",
+            Self::Mutable => "mutable",
+            Self::Immutable => "immutable",
+            Self::Bootstrap => "bootstrap",
+        }
+    }
+}
+
 /// Arguments of `tern-loadgen peers`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PeersArgs {
@@ -181,14 +194,7 @@ fn run_here(args: &PeersArgs, quiet: bool) -> anyhow::Result<(f64, Vec<OpStats>)
         }
     }
 
-    let name = match args.workload {
-        Workload::Lookup => "lookup",
-        Workload::Announce => "announce",
-        Workload::Mutable => "mutable",
-        Workload::Immutable => "immutable",
-        Workload::Bootstrap => "bootstrap",
-    };
-    let mut stats = OpStats::new(name);
+    let mut stats = OpStats::new(args.workload.name());
     let duration = Duration::from_secs_f64(args.duration);
     let timeout = Duration::from_secs_f64(args.timeout);
     let bar =

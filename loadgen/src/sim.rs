@@ -125,14 +125,7 @@ fn workload(
     } else {
         Vec::new()
     };
-    let name = match args.workload {
-        Workload::Lookup => "lookup",
-        Workload::Announce => "announce",
-        Workload::Mutable => "mutable",
-        Workload::Immutable => "immutable",
-        Workload::Bootstrap => "bootstrap",
-    };
-    let mut stats = OpStats::new(name);
+    let mut stats = OpStats::new(args.workload.name());
     let start = world.now();
     let end = start + Duration::from_secs_f64(args.duration);
     let mut next = start;
