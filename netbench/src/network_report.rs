@@ -173,14 +173,7 @@ pub fn write(results: &Results, dir: &Path, md: &mut String) -> anyhow::Result<(
          lookup that misses an announced record is *wrong*. Percentiles and rates are medians \
          over repeats; counts are sums.\n"
     );
-    let g = goals(results);
-    if !g.is_empty() {
-        let _ = writeln!(md, "### Goals\n");
-        for line in g {
-            let _ = writeln!(md, "- {line}");
-        }
-        let _ = writeln!(md);
-    }
+    crate::report::write_goals(md, &goals(results));
     for (scenario, rows) in rows(results) {
         let _ = writeln!(md, "### {scenario}\n");
         let _ = writeln!(

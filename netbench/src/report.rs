@@ -105,6 +105,18 @@ pub fn rows(results: &Results) -> BTreeMap<String, Vec<(String, Row)>> {
     out
 }
 
+/// A "### Goals" list of verdict lines (nothing when there are none).
+pub fn write_goals(md: &mut String, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "### Goals\n");
+    for line in lines {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(md);
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.2}", a / b) } else { "–".into() }
 }

@@ -267,14 +267,7 @@ pub fn write(results: &Results, dir: &Path, md: &mut String) -> anyhow::Result<(
          Figures are medians over repeats of each repeat's percentile / rate; MB/s = 10⁶ B/s \
          of payload; CPU is the client's own and the server process's.\n"
     );
-    let g = goals(results);
-    if !g.is_empty() {
-        let _ = writeln!(md, "### Goals\n");
-        for line in g {
-            let _ = writeln!(md, "- {line}");
-        }
-        let _ = writeln!(md);
-    }
+    crate::report::write_goals(md, &goals(results));
     for (scenario, rows) in connect_rows(results) {
         let _ = writeln!(md, "### {scenario}\n");
         let _ = writeln!(
