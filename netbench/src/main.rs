@@ -7,6 +7,7 @@
 //! (lookup latency in a 1 000-node network, thousands of loadgen peers) give each a
 //! large loopback network loaded by `tern-loadgen peers` (`network`).
 
+mod cpu_report;
 mod network;
 mod network_report;
 mod plan;
@@ -79,6 +80,10 @@ enum Command {
         /// UDP port on 127.0.0.1.
         #[arg(long)]
         port: u16,
+        /// Threads, each with its own SO_REUSEPORT socket on the port (the baseline for
+        /// a node with as many shards).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -132,7 +137,7 @@ fn main() -> ExitCode {
             }
             Ok(!regressed)
         })(),
-        Command::Echo { port } => target::echo(port).map(|()| true),
+        Command::Echo { port, threads } => target::echo(port, threads).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::run::{Measurement, Results};
-use crate::{network_report, stream_report, svg};
+use crate::{cpu_report, network_report, stream_report, svg};
 
 /// P3: signed-write capacity (ANNOUNCE, MUTABLE_PUT) at least this multiple of the JS
 /// node's.
@@ -210,6 +210,7 @@ pub fn write(results: &Results, dir: &Path) -> anyhow::Result<()> {
         )?;
         let _ = writeln!(md, "\n![p99 latency]({lat}) ![CPU per request]({cpu})\n");
     }
+    cpu_report::write(results, dir, &mut md)?;
     stream_report::write(results, dir, &mut md)?;
     network_report::write(results, dir, &mut md)?;
     std::fs::write(dir.join("report.md"), md)?;

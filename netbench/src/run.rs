@@ -93,6 +93,9 @@ pub struct Results {
     /// Network scenario runs.
     #[serde(default)]
     pub network_runs: Vec<NetworkRun>,
+    /// Each target's raw echo baseline, where the plan named one.
+    #[serde(default)]
+    pub baselines: std::collections::BTreeMap<String, String>,
 }
 
 /// The JSON line `tern-loadgen --json` prints.
@@ -141,6 +144,11 @@ pub fn run(plan: &Plan, tools: &Tools, ports: Ports) -> anyhow::Result<Results> 
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").trim()
         ),
+        baselines: plan
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.baseline.clone()?)))
+            .collect(),
         ..Results::default()
     };
     let bar = ProgressBar::new((plan.scenarios.len() * plan.repeats * plan.targets.len()) as u64);
@@ -235,20 +243,36 @@ fn measure_scenario(
                 results.measurements.push(m);
             }
         }
-        Mode::Capacity { start, factor, max } => {
+        Mode::Capacity { start, factor, max, refine } => {
             let mut rate = *start;
             let mut capacity = 0.0;
+            let mut failed = None;
             while rate <= *max {
                 let m = measure(plan, scenario, target, repeat, rate, running, tools)?;
                 let pass = m.ok_ratio >= scenario.min_ok;
                 results.measurements.push(m);
+                // Let the target drain before the next step.
+                std::thread::sleep(Duration::from_millis(300));
                 if !pass {
+                    failed = Some(rate);
                     break;
                 }
                 capacity = rate;
                 rate *= factor;
-                // Let the target drain before the next step.
-                std::thread::sleep(Duration::from_millis(300));
+            }
+            if let Some(mut high) = failed.filter(|_| capacity > 0.0) {
+                for _ in 0..*refine {
+                    let mid = (capacity * high).sqrt().round();
+                    let m = measure(plan, scenario, target, repeat, mid, running, tools)?;
+                    let pass = m.ok_ratio >= scenario.min_ok;
+                    results.measurements.push(m);
+                    std::thread::sleep(Duration::from_millis(300));
+                    if pass {
+                        capacity = mid;
+                    } else {
+                        high = mid;
+                    }
+                }
             }
             results.capacities.push(Capacity {
                 scenario: scenario.name.clone(),

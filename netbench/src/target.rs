@@ -152,10 +152,27 @@ fn clock_ticks() -> f64 {
 
 /// The raw echo baseline: answers every dht-rpc request with the smallest valid
 /// response (same tid, flags 0) using recvmmsg/sendmmsg batches of 32, as the
-/// "recvmmsg/sendmmsg ×32 echo" the project measures against. Runs until killed.
-pub fn echo(port: u16) -> anyhow::Result<()> {
-    let options = SocketOptions::default();
-    let socket = tern_udp::UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), &options)?;
+/// "recvmmsg/sendmmsg ×32 echo" the project measures against. With `threads` > 1 each
+/// thread binds its own SO_REUSEPORT socket on the port, as a sharded tern node does, so
+/// the kernel spreads requests over them the same way. Runs until killed.
+pub fn echo(port: u16, threads: usize) -> anyhow::Result<()> {
+    let options = SocketOptions { reuse_port: threads > 1, ..SocketOptions::default() };
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    // Bind every socket before serving, so a bind error ends the process at once.
+    let sockets = (0..threads.max(1))
+        .map(|_| tern_udp::UdpSocket::bind(addr, &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut workers = Vec::new();
+    for socket in sockets {
+        workers.push(std::thread::spawn(move || echo_loop(&socket)));
+    }
+    for w in workers {
+        w.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    }
+    Ok(())
+}
+
+fn echo_loop(socket: &tern_udp::UdpSocket) -> anyhow::Result<()> {
     let mut recv = RecvBatch::new(32, 2048);
     let mut send = SendBatch::new(32);
     let mut out: Vec<(SocketAddrV4, [u8; 10])> = Vec::with_capacity(32);
