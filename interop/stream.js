@@ -59,6 +59,8 @@ async function listen () {
   const keyPair = DHT.keyPair(Buffer.from(opts.seed, 'hex'))
   const reject = opts.rejectKey ? Buffer.from(opts.rejectKey, 'hex') : null
   const server = dht.createServer({
+    // Behind a NAT of its own: no LAN addresses for clients on the same loopback.
+    shareLocalAddress: !opts.behindNat,
     firewall (remotePublicKey) {
       return reject !== null && reject.equals(remotePublicKey)
     }
@@ -99,7 +101,8 @@ async function connect () {
   const data = pattern(total)
   const sentSha256 = crypto.createHash('sha256').update(data).digest('hex')
   const start = process.hrtime.bigint()
-  const socket = dht.connect(Buffer.from(opts.publicKey, 'hex'))
+  // Behind a NAT of its own: no LAN shortcut to a server on the same loopback.
+  const socket = dht.connect(Buffer.from(opts.publicKey, 'hex'), { localConnection: !opts.behindNat })
   const h = crypto.createHash('sha256')
   let received = 0
   let opened = null

@@ -4,6 +4,7 @@
 #
 #   wan (10.99.0.0/24): a tern bootstrap node and 8 tern nodes on 10.99.0.1
 #   nat1 10.99.0.11 -> lan 192.168.1.0/24 -> host a 192.168.1.2
+#                   -> lan 192.168.3.0/24 -> host c 192.168.3.2
 #   nat2 10.99.0.12 -> lan 192.168.2.0/24 -> host b 192.168.2.2
 #
 # Linux conntrack filters inbound packets by exact address and port, so nothing reaches
@@ -17,7 +18,10 @@
 # Cases: tern<->tern, JS client -> tern server and tern client -> JS server behind two
 # consistent NATs; an idle connection behind short NAT timeouts; JS behind a random NAT
 # <-> tern behind a consistent one (the JS side opens its birthday sockets, tern sprays
-# ports); tern behind a random NAT -> a reachable server. Every wait is bounded.
+# ports); tern behind a random NAT -> a reachable server; two hosts behind the same NAT,
+# which does not loop packets for its public address back inside ("hairpinning"), so only
+# the LAN shortcut connects them (tern<->tern, JS client -> tern server, tern client -> JS
+# server). Every wait is bounded.
 #
 # Usage: scripts/nat-test.sh   (TERN=path/to/tern, default target/debug/tern)
 set -euo pipefail
@@ -41,7 +45,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   sleep 0.5
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  for ns in a b nat1 nat2 wan; do ip netns del "$P-$ns" 2>/dev/null || true; done
+  for ns in a b c nat1 nat2 wan; do ip netns del "$P-$ns" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -111,6 +115,7 @@ router nat1 10.99.0.11 consistent
 router nat2 10.99.0.12 consistent
 host a nat1 192.168.1
 host b nat2 192.168.2
+host c nat1 192.168.3
 
 # The wan has no route into the LANs: only NAT mappings lead there.
 if ip -n "$P-wan" route get 192.168.1.2 >/dev/null 2>&1; then
@@ -200,6 +205,15 @@ js_client b "$pk" "JS client (b) -> tern server (a)"
 tern_client wan "$pk" "tern client (wan, default flags) -> tern server (a)"
 pk=$(js_server a 2222222222222222222222222222222222222222222222222222222222222222)
 tern_client b "$pk" "tern client (b) -> JS server (a)"
+
+echo "== two hosts behind one NAT without hairpinning: the LAN shortcut"
+# Holepunching towards nat1's own public address goes nowhere; the peers reach each other
+# only at the LAN addresses their handshake payloads list (routed by nat1, no NAT).
+pk=$(tern_server a 6666666666666666666666666666666666666666666666666666666666666666)
+tern_client c "$pk" "tern client (c) -> tern server (a), same NAT"
+js_client c "$pk" "JS client (c) -> tern server (a), same NAT"
+pk=$(js_server a 7777777777777777777777777777777777777777777777777777777777777777)
+tern_client c "$pk" "tern client (c) -> JS server (a), same NAT"
 
 echo "== an idle holepunched connection outlives short NAT timeouts (keepalive)"
 # UDP mappings on both routers now expire after 12 s without traffic (over twice the 5 s

@@ -40,6 +40,7 @@ pub use api::shard::ShardStats;
 pub use api::stream::{MAX_UNORDERED_MESSAGE_LEN, ReadHalf, SecureStream, WriteHalf};
 pub use tern_base::NodeId;
 pub use tern_core::ConnectError;
+pub use tern_core::conn::ConnConfig;
 pub use tern_core::conn::RemoteView;
 pub use tern_core::{NodeConfig, NodeStats};
 pub use tern_crypto::{KeyPair, PublicKey};

@@ -221,6 +221,10 @@ pub struct Node {
     host: Ipv4Addr,
     port: u16,
     random_port: bool,
+    /// The server socket's bound address (port 0 until bound).
+    bound: SocketAddrV4,
+    /// The host's interface addresses, from whoever runs the node (see `set_lan_hosts`).
+    lan_hosts: Vec<Ipv4Addr>,
     next_gc: Timestamp,
     bootstrap_on_bind: bool,
 }
@@ -245,6 +249,8 @@ impl Node {
             host: config.host,
             port: config.port,
             random_port: config.random_port,
+            bound: SocketAddrV4::new(config.host, 0),
+            lan_hosts: Vec::new(),
             next_gc: now + Duration::from_secs(5),
             bootstrap_on_bind: true,
         }
@@ -309,6 +315,15 @@ impl Node {
     /// [`Endpoint::bound`] under a driver, or by hand in tests.
     pub fn set_server_port(&mut self, port: u16) {
         self.port = port;
+    }
+
+    /// Tells the node the host's interface addresses (the OS's, queried by the driver
+    /// side; a sans-IO node cannot). A server socket listening on every interface offers
+    /// them, with its port, to peers behind the same NAT (the LAN shortcut of
+    /// hyperdht); without them such a socket offers 127.0.0.1, as the reference does.
+    pub fn set_lan_hosts(&mut self, hosts: Vec<Ipv4Addr>) {
+        self.lan_hosts = hosts;
+        self.conns.set_lan_addresses(self.bound, &self.lan_hosts);
     }
 
     fn push(&mut self, e: NodeEvent) {
@@ -592,6 +607,8 @@ impl Endpoint for Node {
         if let Some(server) = local.first() {
             self.port = server.port();
             self.rpc.set_server_port(server.port());
+            self.bound = *server;
+            self.conns.set_lan_addresses(self.bound, &self.lan_hosts);
         }
         if self.bootstrap_on_bind {
             self.handle_command(now, NodeCommand::Bootstrap, tx);

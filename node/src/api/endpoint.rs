@@ -315,6 +315,10 @@ impl Endpoint for ApiNode {
 
     fn bound(&mut self, now: Timestamp, local: &[SocketAddrV4], tx: &mut TxQueue) {
         self.shared().local = local.to_vec();
+        // The interface addresses a wildcard socket offers to peers behind our NAT.
+        if local.first().is_some_and(|a| a.ip().is_unspecified()) {
+            self.node.set_lan_hosts(tern_udp::ipv4_interface_addresses());
+        }
         self.node.bound(now, local, tx);
         self.drain(now, tx);
     }

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tern::{Dht, NodeConfig, NodeDriver, RpcConfig};
+use tern::{ConnConfig, Dht, NodeConfig, NodeDriver, RpcConfig};
 
 pub mod bin;
 pub mod stream;
@@ -181,6 +181,9 @@ fn tern_peer(driver: &NodeDriver, bootstrap: SocketAddrV4, port: u16, natted: bo
         },
         host: Ipv4Addr::LOCALHOST,
         port,
+        // Peers "behind NATs" on one loopback must not find each other at 127.0.0.1
+        // (the LAN shortcut), or no test would holepunch.
+        conn: ConnConfig { lan: !natted, ..ConnConfig::default() },
         ..NodeConfig::default()
     };
     start_tern(driver, config)

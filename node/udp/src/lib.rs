@@ -18,6 +18,8 @@
 //!   sending, for drivers that submit them through io_uring.
 //! - [`sockaddr_from_bytes`] and [`ttl_from_control`]: read the source address and
 //!   TTL out of a buffer io_uring's multishot RECVMSG filled.
+//! - [`ipv4_interface_addresses`]: the host's own IPv4 addresses (getifaddrs), which a
+//!   node offers peers behind the same NAT.
 //!
 //! Everything is Linux-only (recvmmsg, sendmmsg, IP_PMTUDISC_PROBE); IPv6 is not
 //! supported because HyperDHT's wire format is IPv4-only.
@@ -32,11 +34,13 @@
 
 mod addr;
 mod cmsg;
+mod ifaddrs;
 mod raw;
 mod recv;
 mod send;
 mod socket;
 
+pub use ifaddrs::{MAX_INTERFACE_ADDRESSES, ipv4_interface_addresses};
 pub use raw::{RECV_CONTROL_LEN, RECV_NAME_LEN, sockaddr_from_bytes, ttl_from_control};
 pub use recv::{RecvBatch, RxDatagram};
 pub use send::{OutDatagram, SendBatch, SendOutcome};

@@ -107,6 +107,7 @@ impl Connections {
         };
         let view = LocalView {
             open_address: net.open_address,
+            lan_addresses: &self.lan_addresses,
             udx_id: stream,
             holepunch_id: None,
             error: PayloadError::None,
@@ -182,7 +183,8 @@ impl Connections {
             _ => (None, None),
         };
         if let Some(req) = req
-            && self.on_holepunch_response(rpc, now, req, reply, tx)
+            && (self.on_lan_ping(now, req, reply, tx)
+                || self.on_holepunch_response(rpc, now, req, reply, tx))
         {
             return None;
         }
@@ -228,7 +230,7 @@ impl Connections {
                 if let Some((_, relay)) = relay
                     && reply.from == relay
                     && let Some(v) = reply.value.as_deref()
-                    && self.on_reply(rpc, now, op, relay, v, net, tx)
+                    && self.on_reply(rpc, now, op, (relay, reply.to), v, net, tx)
                 {
                     return None;
                 }
@@ -283,14 +285,15 @@ impl Connections {
         }
     }
 
-    /// A handshake response from `relay`; true when the connect is finished (either way).
+    /// A handshake response from `relay`, which saw us at `client`; true when the
+    /// connect is finished (either way).
     #[allow(clippy::too_many_arguments)]
     fn on_reply(
         &mut self,
         rpc: &mut Rpc,
         now: Timestamp,
         op: OpId,
-        relay: SocketAddrV4,
+        (relay, client): (SocketAddrV4, SocketAddrV4),
         value: &[u8],
         net: NetView,
         tx: &mut TxQueue,
@@ -375,9 +378,17 @@ impl Connections {
                     relay,
                     server_address: server,
                 };
-                if let Err(e) = self.start_initiator(rpc, now, seed, net, tx) {
-                    self.udx.destroy(now, c.stream, tx);
-                    self.fail(op, e);
+                match self.start_initiator(rpc, now, seed, net, tx) {
+                    // Behind the same NAT (the relay saw us both at one host): race the
+                    // holepunch with the server's LAN address (see `lan`).
+                    Ok(()) if *client.ip() == *server.ip() => {
+                        self.start_lan_shortcut(rpc, now, c.stream, &remote.addresses4, tx);
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        self.udx.destroy(now, c.stream, tx);
+                        self.fail(op, e);
+                    }
                 }
             }
         }

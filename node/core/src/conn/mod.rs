@@ -9,10 +9,13 @@
 //! bytes, not here: encryption runs on the application's thread, see `tern::SecureStream`).
 //!
 //! When one side is reachable (OPEN), or the server answered directly, the path is
-//! direct; when neither is, both sides holepunch (PEER_HOLEPUNCH rounds, see `punch`).
+//! direct; when neither is, both sides holepunch (PEER_HOLEPUNCH rounds, see `punch`),
+//! and a client behind the server's own NAT races that with the server's LAN address
+//! (see `lan`).
 
 mod client;
 mod early;
+mod lan;
 mod payload;
 mod punch;
 mod server;
@@ -109,6 +112,11 @@ pub struct ConnConfig {
     /// which it sends as empty secret-stream messages; tern sends UDX heartbeats, which
     /// the peer acknowledges the same way). `None` turns it off.
     pub keepalive: Option<Duration>,
+    /// The LAN shortcut (see `lan`): offer our interface addresses in handshake payloads
+    /// and, as a client behind the server's NAT, try the server's. hyperdht's
+    /// `shareLocalAddress` and `localConnection`, both on by default; tests that stand
+    /// in for peers behind different NATs on one loopback turn it off.
+    pub lan: bool,
 }
 
 impl Default for ConnConfig {
@@ -122,6 +130,7 @@ impl Default for ConnConfig {
             first_packet_timeout: Duration::from_secs(10),
             max_handshakes_per_ip: 1024,
             keepalive: Some(Duration::from_secs(5)),
+            lan: true,
         }
     }
 }
@@ -146,6 +155,10 @@ pub struct ConnStats {
     /// UDX packets that arrived for a connecting stream before its handshake reply and
     /// were handed to it once it existed (see `early`; each would have cost a second).
     pub early_packets: u64,
+    /// LAN shortcut pings sent: the relay saw us at the server's public host (see `lan`).
+    pub lan_pings: u64,
+    /// Connections whose path is the server's LAN address (the ping beat the holepunch).
+    pub lan_connects: u64,
 }
 
 impl ConnStats {
@@ -160,6 +173,8 @@ impl ConnStats {
             probes_received,
             handshakes_refused,
             early_packets,
+            lan_pings,
+            lan_connects,
         } = other;
         self.connections += connections;
         self.holepunches += holepunches;
@@ -169,6 +184,8 @@ impl ConnStats {
         self.probes_received += probes_received;
         self.handshakes_refused += handshakes_refused;
         self.early_packets += early_packets;
+        self.lan_pings += lan_pings;
+        self.lan_connects += lan_connects;
     }
 }
 
@@ -235,6 +252,12 @@ pub struct Connections {
     punches: HashMap<u32, punch::Session>,
     punch_slots: HashMap<u64, u32>,
     punch_owner: HashMap<ReqId, u32>,
+    /// LAN shortcut pings in flight: our stream and the address pinged (one per client
+    /// session at most, so bounded by the sessions; the rpc ends each with a response
+    /// or a timeout).
+    lan_pings: HashMap<ReqId, (u32, SocketAddrV4)>,
+    /// Our own addresses, offered in payloads for peers behind the same NAT.
+    lan_addresses: Vec<SocketAddrV4>,
     random_punches: u32,
     last_random_punch: Option<Timestamp>,
     /// Work queued by request handlers for the next `after_input`.
@@ -273,6 +296,8 @@ impl Connections {
             punches: HashMap::new(),
             punch_slots: HashMap::new(),
             punch_owner: HashMap::new(),
+            lan_pings: HashMap::new(),
+            lan_addresses: Vec::new(),
             random_punches: 0,
             last_random_punch: None,
             pending_probes: Vec::new(),

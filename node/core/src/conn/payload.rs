@@ -12,6 +12,9 @@ use tern_wire::{Decode, Encode};
 pub struct LocalView<'a> {
     /// Our public address when we are reachable unsolicited (then we say OPEN).
     pub open_address: Option<SocketAddrV4>,
+    /// Our own interface addresses, listed after the public one for peers behind the
+    /// same NAT (the LAN shortcut, see `lan`).
+    pub lan_addresses: &'a [SocketAddrV4],
     /// Our local UDX stream id (0 when the payload carries an error).
     pub udx_id: u32,
     /// The handshake slot a client names in PEER_HOLEPUNCH (servers only).
@@ -26,9 +29,10 @@ pub struct LocalView<'a> {
 }
 
 /// Encodes our payload: OPEN plus our address when reachable, else UNKNOWN (and then, for
-/// a server, the holepunch slot), always `udx` and `secretStream`.
+/// a server, the holepunch slot), our LAN addresses, always `udx` and `secretStream`.
 pub fn encode(view: &LocalView<'_>) -> Vec<u8> {
-    let addrs: Vec<SocketAddrV4> = view.open_address.into_iter().collect();
+    let addrs: Vec<SocketAddrV4> =
+        view.open_address.into_iter().chain(view.lan_addresses.iter().copied()).collect();
     let payload = NoisePayload {
         version: 1,
         error: view.error,
@@ -129,6 +133,7 @@ mod tests {
         let me = SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 5);
         let open = LocalView {
             open_address: Some(me),
+            lan_addresses: &[],
             udx_id: 77,
             holepunch_id: Some(3),
             error: PayloadError::None,
@@ -143,6 +148,12 @@ mod tests {
         let v = decode(&encode(&closed)).unwrap();
         assert_eq!(v.firewall, Firewall::Unknown);
         assert!(v.addresses4.is_empty());
+        // LAN addresses follow the public one (hyperdht's order), or stand alone.
+        let lan = [SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 2), 5)];
+        let v = decode(&encode(&LocalView { lan_addresses: &lan, ..open })).unwrap();
+        assert_eq!(v.addresses4, vec![me, lan[0]]);
+        let v = decode(&encode(&LocalView { lan_addresses: &lan, ..closed })).unwrap();
+        assert_eq!(v.addresses4, lan.to_vec());
         assert!(decode(&[1, 0xff]).is_none());
     }
 

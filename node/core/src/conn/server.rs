@@ -232,6 +232,7 @@ impl Connections {
         let ok = error == PayloadError::None;
         let view = LocalView {
             open_address: net.open_address,
+            lan_addresses: &self.lan_addresses,
             udx_id: if ok { stream } else { 0 },
             holepunch_id: Some(slot),
             error,

@@ -130,7 +130,7 @@ pub fn render(observed: &Observed) -> String {
     let mut holepunches = Family::new(
         "tern_holepunches_total",
         "counter",
-        "Holepunch sessions, by outcome (started, punched, failed).",
+        "Holepunch sessions, by outcome (started, punched, failed, or lan: a client's LAN shortcut to a server behind the same NAT won).",
     );
     let mut probes =
         Family::new("tern_holepunch_probes_total", "counter", "Holepunch probes, by direction.");
@@ -223,6 +223,7 @@ pub fn render(observed: &Observed) -> String {
             ("started", c.holepunches),
             ("punched", c.holepunched),
             ("failed", c.holepunch_failures),
+            ("lan", c.lan_connects),
         ] {
             holepunches.add(format!("{l},outcome=\"{outcome}\""), v);
         }

@@ -486,14 +486,50 @@ impl Connections {
         if s.punching.as_ref().is_some_and(|p| p.random) {
             self.last_random_punch = Some(now);
         }
-        if self.udx.connect(now, stream, socket, s.remote_stream, from, tx).is_ok() {
+        if self.bind_session(now, s, socket, from, tx) {
             self.stats.holepunched += 1;
-            self.established(now, s.origin, stream, from, s.handshake);
-        } else if let Origin::Client(op) = s.origin {
-            self.udx.destroy(now, stream, tx);
-            self.fail(op, ConnectError::Local("stream connect failed"));
         }
         true
+    }
+
+    /// Ends the client session of `stream` with a path found outside the holepunch
+    /// (the LAN shortcut): its stream connects to `to` from the session's socket.
+    /// False when no client session is left (the holepunch won, or it ended).
+    pub(super) fn finish_client_session(
+        &mut self,
+        now: Timestamp,
+        stream: u32,
+        to: SocketAddrV4,
+        tx: &mut TxQueue,
+    ) -> bool {
+        if self.punches.get(&stream).is_none_or(|s| s.client.is_none()) {
+            return false;
+        }
+        let Some(s) = self.punches.remove(&stream) else { return false };
+        self.forget_session(&s);
+        let socket = s.socket;
+        self.bind_session(now, s, socket, to, tx)
+    }
+
+    /// Connects a finished session's stream to `to` from `socket`; on failure a client's
+    /// connect fails. True when connected.
+    fn bind_session(
+        &mut self,
+        now: Timestamp,
+        s: Session,
+        socket: SocketId,
+        to: SocketAddrV4,
+        tx: &mut TxQueue,
+    ) -> bool {
+        if self.udx.connect(now, s.stream, socket, s.remote_stream, to, tx).is_ok() {
+            self.established(now, s.origin, s.stream, to, s.handshake);
+            return true;
+        }
+        if let Origin::Client(op) = s.origin {
+            self.udx.destroy(now, s.stream, tx);
+            self.fail(op, ConnectError::Local("stream connect failed"));
+        }
+        false
     }
 
     /// Timers of the sessions: probes due, the UNKNOWN grace second, deadlines.
