@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Every node runs on its own driver thread, as separate processes would; the writer and
-//! reader are application threads doing the secret-stream encryption. Ports 27600–27610.
+//! reader are application threads doing the secret-stream encryption. Ports 27600–27610,
+//! or from `TERN_BENCH_PORT` on (where another range is reserved for tests).
 
 // The table on stdout is the output.
 #![allow(clippy::print_stdout)]
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tern::{Dht, KeyPair, NodeConfig, RpcConfig};
 
-const PORT: u16 = 27_600;
+/// First port used unless `TERN_BENCH_PORT` names another.
+const DEFAULT_PORT: u16 = 27_600;
 
 fn node(bootstrap: SocketAddrV4, port: u16, public: bool) -> anyhow::Result<Dht> {
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
@@ -48,16 +50,18 @@ fn main() -> anyhow::Result<()> {
     if runs == 0 {
         bail!("RUNS must be at least 1");
     }
-    let boot_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, PORT);
-    let boot = node(boot_addr, PORT, true)?;
+    let port: u16 =
+        std::env::var("TERN_BENCH_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_PORT);
+    let boot_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let boot = node(boot_addr, port, true)?;
     boot.ready().wait()?;
     let relays: Vec<Dht> =
-        (1..=3).map(|i| node(boot_addr, PORT + i, false)).collect::<Result<_, _>>()?;
+        (1..=3).map(|i| node(boot_addr, port + i, false)).collect::<Result<_, _>>()?;
     for r in &relays {
         r.ready().wait()?;
     }
-    let server = node(boot_addr, PORT + 8, false)?;
-    let client = node(boot_addr, PORT + 9, false)?;
+    let server = node(boot_addr, port + 8, false)?;
+    let client = node(boot_addr, port + 9, false)?;
     server.ready().wait()?;
     client.ready().wait()?;
     let deadline = Instant::now() + Duration::from_secs(20);

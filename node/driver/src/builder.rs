@@ -150,7 +150,8 @@ impl DriverBuilder {
     }
 
     /// Receive slot size in bytes; longer datagrams are counted as truncated and
-    /// dropped (clamped to 1..=65507).
+    /// dropped (clamped to 1..=65536; raised to `tern_udp::GRO_SLOT_LEN` when the
+    /// socket options turn UDP_GRO on).
     pub fn slot_len(mut self, bytes: usize) -> Self {
         self.slot_len = bytes;
         self

@@ -272,9 +272,13 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
             next_thread: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
         };
+        // A socket with UDP_GRO may be handed a 64 KiB run of datagrams in one buffer,
+        // which a smaller slot would truncate whole.
+        let slot_len =
+            if b.socket_options.gro { b.slot_len.max(tern_udp::GRO_SLOT_LEN) } else { b.slot_len };
         let config = ShardConfig {
             recv_slots: b.recv_slots,
-            slot_len: b.slot_len,
+            slot_len,
             send_batch: b.send_batch,
             tx_capacity: b.tx_capacity,
             limits: b.limits,

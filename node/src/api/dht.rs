@@ -79,6 +79,14 @@ pub const IO_ENV: &str = "TERN_IO";
 /// io_uring works.
 pub const IO_PROBE_FAIL_ENV: &str = "TERN_IO_PROBE_FAIL";
 
+/// The environment variable that turns UDP GSO off (`0`): every datagram then leaves
+/// with its own message, as before GSO (for A/B measurements and odd kernels).
+pub const GSO_ENV: &str = "TERN_GSO";
+
+/// The environment variable that turns UDP_GRO off (`0`); the driver then keeps its
+/// receive buffers at 2 KiB instead of 64 KiB.
+pub const GRO_ENV: &str = "TERN_GRO";
+
 /// The backend `TERN_IO` asks for ([`IoMode::Auto`] when unset).
 pub fn io_mode_from_env() -> Result<IoMode, BindError> {
     match std::env::var(IO_ENV) {
@@ -106,7 +114,7 @@ pub fn node_driver_with(threads: usize, name: &str, io: IoMode) -> Result<NodeDr
 pub fn shard_driver(cores: usize, name: &str, io: IoMode) -> Result<NodeDriver, BindError> {
     builder(cores, name, io)
         .pin_threads(true)
-        .socket_options(SocketOptions { reuse_port: true, ..SocketOptions::default() })
+        .socket_options(SocketOptions { reuse_port: true, ..offload_options() })
         .start::<ApiNode>()
         .map_err(|e| BindError::Driver(e.to_string()))
 }
@@ -117,7 +125,21 @@ fn builder(threads: usize, name: &str, io: IoMode) -> DriverBuilder {
         Ok("ENOSYS" | "enosys") => Some(libc_errno::ENOSYS),
         _ => None,
     };
-    DriverBuilder::new().threads(threads).name(name).io(io).simulate_uring_errno(simulate)
+    DriverBuilder::new()
+        .threads(threads)
+        .name(name)
+        .io(io)
+        .simulate_uring_errno(simulate)
+        .socket_options(offload_options())
+}
+
+/// Socket options with GSO and GRO on unless [`GSO_ENV`] / [`GRO_ENV`] say `0`. Both
+/// pay for one encrypted stream: GSO cuts the kernel's per-datagram send path to one
+/// pass per run of up to 64 datagrams, GRO the receive path likewise (BENCHMARKS.md,
+/// P5). Peers see ordinary datagrams either way.
+fn offload_options() -> SocketOptions {
+    let on = |name| std::env::var(name).map_or(true, |v| v.trim() != "0");
+    SocketOptions { gso: on(GSO_ENV), gro: on(GRO_ENV), ..SocketOptions::default() }
 }
 
 /// The two errno values [`IO_PROBE_FAIL_ENV`] can simulate (Linux numbering; the

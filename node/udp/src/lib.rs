@@ -10,12 +10,15 @@
 //!   udx-native, optional IP_RECVTTL), and [`UdpSocket::bind_spec`], which walks a
 //!   [`tern_base::SocketSpec`]'s fallback ports like hyperdht does.
 //! - [`RecvBatch`]: one `recvmmsg` into a reusable pool of fixed-size slots; datagrams
-//!   longer than a slot are detected with MSG_TRUNC, counted and dropped.
+//!   longer than a slot are detected with MSG_TRUNC, counted and dropped. With UDP_GRO
+//!   a slot may hold a run of datagrams, which it hands out one by one.
 //! - [`SendBatch`]: `sendmmsg` of many datagrams from one socket, each with its own
 //!   destination and optional IP TTL (a cmsg), reporting partial sends and EAGAIN so
 //!   the caller can keep the rest for the next writable event; per-datagram errors are
 //!   counted, never returned. [`SendBatch::load`] fills the same headers without
-//!   sending, for drivers that submit them through io_uring.
+//!   sending, for drivers that submit them through io_uring. With
+//!   [`SendBatch::send_segmented`] runs of equal datagrams to one peer leave as one
+//!   UDP GSO message each (the receiver sees ordinary datagrams).
 //! - [`sockaddr_from_bytes`] and [`ttl_from_control`]: read the source address and
 //!   TTL out of a buffer io_uring's multishot RECVMSG filled.
 //! - [`ipv4_interface_addresses`]: the host's own IPv4 addresses (getifaddrs), which a
@@ -41,9 +44,12 @@ mod send;
 mod socket;
 
 pub use ifaddrs::{MAX_INTERFACE_ADDRESSES, ipv4_interface_addresses};
-pub use raw::{RECV_CONTROL_LEN, RECV_NAME_LEN, sockaddr_from_bytes, ttl_from_control};
+pub use raw::{
+    RECV_CONTROL_LEN, RECV_NAME_LEN, segment_from_control, segments, sockaddr_from_bytes,
+    ttl_from_control,
+};
 pub use recv::{RecvBatch, RxDatagram};
-pub use send::{OutDatagram, SendBatch, SendOutcome};
+pub use send::{GSO_MAX_SEGMENTS, OutDatagram, SendBatch, SendOutcome};
 pub use socket::{BindError, BufferSizes, SocketOptions, UdpSocket, raise_open_file_limit};
 
 /// Receive buffer sizes tried in order, largest first (ref: udx-native tries 1 MiB,
@@ -63,8 +69,14 @@ pub const SEND_BUFFER_SIZES: &[usize] = RECV_BUFFER_SIZES;
 /// traffic and are dropped as truncated.
 pub const DEFAULT_SLOT_LEN: usize = 2048;
 
-/// Largest receive slot: the largest UDP payload over IPv4.
+/// Largest receive slot without GRO: the largest UDP payload over IPv4.
 pub const MAX_SLOT_LEN: usize = 65_507;
+
+/// Receive slot size a socket with UDP_GRO needs ([`SocketOptions::gro`]): the kernel
+/// coalesces up to 64 KiB of one flow's datagrams into one buffer, and a buffer that
+/// does not fit is truncated whole. Slots this large cost address space, not memory,
+/// until filled: a small datagram touches one page of its slot.
+pub const GRO_SLOT_LEN: usize = 65_536;
 
 /// Default number of datagrams per `recvmmsg`/`sendmmsg` call: enough to amortise the
 /// syscall (returns diminish past ~32-64 on loopback and 10G NICs) while keeping the

@@ -3,7 +3,8 @@
 //! address and control data into the provided buffer, before the payload).
 //!
 //! They keep the byte-order and cmsg details in this crate, beside the `recvmmsg`
-//! path that uses the same conventions.
+//! path that uses the same conventions. [`segments`] splits a buffer UDP_GRO filled
+//! with several datagrams, for both receive paths.
 
 use std::net::SocketAddrV4;
 
@@ -42,8 +43,19 @@ pub fn sockaddr_from_bytes(name: &[u8]) -> Option<SocketAddrV4> {
 /// The IP_TTL carried in `control`, the control data (a sequence of cmsgs) the kernel
 /// wrote for one datagram; `None` if it holds none.
 pub fn ttl_from_control(control: &[u8]) -> Option<u8> {
+    info_from_control(control).ttl
+}
+
+/// The UDP_GRO segment size carried in `control`: the buffer holds datagrams of this
+/// size, the last possibly shorter (split them with [`crate::segments`]); `None` for
+/// a single datagram.
+pub fn segment_from_control(control: &[u8]) -> Option<usize> {
+    info_from_control(control).segment
+}
+
+fn info_from_control(control: &[u8]) -> cmsg::RecvInfo {
     if control.is_empty() {
-        return None;
+        return cmsg::RecvInfo::default();
     }
     // Copy into an aligned buffer: CMSG_* need cmsghdr alignment, which a position
     // inside a provided buffer does not promise.
@@ -54,7 +66,18 @@ pub fn ttl_from_control(control: &[u8]) -> Option<u8> {
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
     hdr.msg_control = buf.0.as_mut_ptr().cast();
     hdr.msg_controllen = len as _;
-    cmsg::ttl(&hdr)
+    cmsg::recv_info(&hdr)
+}
+
+/// The datagrams in `data`, a buffer the kernel filled with datagrams of `segment`
+/// bytes each, the last possibly shorter (UDP_GRO); the whole buffer as one datagram
+/// when `segment` is `None` (or 0, which no kernel reports). Never yields an empty
+/// datagram unless `data` itself is one.
+pub fn segments(data: &[u8], segment: Option<usize>) -> impl Iterator<Item = &[u8]> {
+    let size = segment.filter(|&s| s > 0).unwrap_or(data.len()).max(1);
+    // An empty datagram is still one datagram (chunks() of an empty slice is empty).
+    let empty = data.is_empty().then_some(data);
+    data.chunks(size).chain(empty)
 }
 
 #[cfg(test)]
@@ -82,5 +105,18 @@ mod tests {
         let len = cmsg::controllen(&hdr);
         assert_eq!(ttl_from_control(&buf.0[..len]), Some(7));
         assert_eq!(ttl_from_control(&[]), None);
+    }
+
+    #[test]
+    fn gro_buffers_split_into_datagrams() {
+        let data: Vec<u8> = (0..10).collect();
+        let got: Vec<&[u8]> = segments(&data, Some(4)).collect();
+        assert_eq!(got, [&[0, 1, 2, 3][..], &[4, 5, 6, 7], &[8, 9]], "short last segment");
+        let got: Vec<&[u8]> = segments(&data, Some(5)).collect();
+        assert_eq!(got, [&[0, 1, 2, 3, 4][..], &[5, 6, 7, 8, 9]]);
+        assert_eq!(segments(&data, None).collect::<Vec<_>>(), [&data[..]]);
+        assert_eq!(segments(&data, Some(0)).collect::<Vec<_>>(), [&data[..]]);
+        assert_eq!(segments(&data, Some(64)).collect::<Vec<_>>(), [&data[..]]);
+        assert_eq!(segments(&[], Some(4)).count(), 1, "an empty datagram stays one");
     }
 }

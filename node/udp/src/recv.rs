@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::addr::{SOCKADDR_IN_LEN, from_sockaddr};
 use crate::cmsg::{self, CTRL_LEN, CtrlBuf};
-use crate::{MAX_BATCH, MAX_SLOT_LEN};
+use crate::{GRO_SLOT_LEN, MAX_BATCH};
 
 /// One received datagram, borrowed from a [`RecvBatch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +62,11 @@ impl std::fmt::Debug for RecvBatch {
 
 impl RecvBatch {
     /// A batch of `slots` slots of `slot_len` bytes each, clamped to
-    /// `1..=`[`MAX_BATCH`] and `1..=`[`MAX_SLOT_LEN`].
+    /// `1..=`[`MAX_BATCH`] and `1..=`[`GRO_SLOT_LEN`] (sockets with UDP_GRO need
+    /// slots of [`GRO_SLOT_LEN`]).
     pub fn new(slots: usize, slot_len: usize) -> Self {
         let slots = slots.clamp(1, MAX_BATCH);
-        let slot_len = slot_len.clamp(1, MAX_SLOT_LEN);
+        let slot_len = slot_len.clamp(1, GRO_SLOT_LEN);
         let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
         // SAFETY: mmsghdr and sockaddr_in are plain C structs of integers and raw
         // pointers; all-zero (null pointers, zero lengths) is a valid value.
@@ -92,9 +93,9 @@ impl RecvBatch {
         self.slot_len
     }
 
-    /// Receives up to [`RecvBatch::slots`] datagrams from `fd` without blocking,
+    /// Receives up to [`RecvBatch::slots`] messages from `fd` without blocking,
     /// replacing the previous contents. Returns how many arrived (truncated ones
-    /// included); `Ok(0)` means the socket had nothing (EAGAIN). Errors are the
+    /// included; with UDP_GRO one message may hold several datagrams); `Ok(0)` means the socket had nothing (EAGAIN). Errors are the
     /// socket's (e.g. a pending ICMP error); the caller counts them and moves on.
     pub fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
         self.filled = 0;
@@ -160,9 +161,15 @@ impl RecvBatch {
         self.truncated
     }
 
-    /// Datagram `i` of the last receive, or `None` if out of range, truncated, or
-    /// (impossible on an AF_INET socket) not from an IPv4 address.
+    /// Message `i` of the last receive — one datagram, or with UDP_GRO possibly a
+    /// run of them (see [`RecvBatch::iter`]) — or `None` if out of range, truncated,
+    /// or (impossible on an AF_INET socket) not from an IPv4 address.
     pub fn get(&self, i: usize) -> Option<RxDatagram<'_>> {
+        self.message(i).map(|(d, _)| d)
+    }
+
+    /// Message `i` and its GRO segment size.
+    fn message(&self, i: usize) -> Option<(RxDatagram<'_>, Option<usize>)> {
         if i >= self.filled {
             return None;
         }
@@ -174,11 +181,15 @@ impl RecvBatch {
         let len = (hdr.msg_len as usize).min(self.slot_len);
         let start = i * self.slot_len;
         let data = self.bufs.get(start..start + len)?;
-        Some(RxDatagram { from, data, ttl: cmsg::ttl(&hdr.msg_hdr) })
+        let info = cmsg::recv_info(&hdr.msg_hdr);
+        Some((RxDatagram { from, data, ttl: info.ttl }, info.segment))
     }
 
-    /// The whole datagrams of the last receive, in arrival order.
+    /// The whole datagrams of the last receive, in arrival order; a buffer UDP_GRO
+    /// filled with a run of datagrams yields each of them.
     pub fn iter(&self) -> impl Iterator<Item = RxDatagram<'_>> {
-        (0..self.filled).filter_map(|i| self.get(i))
+        (0..self.filled).filter_map(|i| self.message(i)).flat_map(|(d, segment)| {
+            crate::segments(d.data, segment).map(move |data| RxDatagram { data, ..d })
+        })
     }
 }

@@ -9,14 +9,46 @@
 //! stop the rest of the batch (DESIGN.md principle 3). EAGAIN stops the batch with
 //! [`SendOutcome::would_block`] so the caller can keep the rest for the next writable
 //! event.
+//!
+//! With GSO ([`SendBatch::send_segmented`]), a run of consecutive datagrams to the same
+//! destination, all of one size except a shorter last one, becomes one message with a
+//! UDP_SEGMENT cmsg: the kernel walks its UDP/IP path once for the run (up to 64
+//! datagrams, 64 KB) and cuts it into ordinary datagrams as late as it can — on
+//! loopback only at the receiving socket, or not at all if that socket has UDP_GRO.
+//! Datagrams a UDX stream queues back to back in a `TxQueue` lie contiguously in its
+//! arena, so a run usually needs a single iovec. Counts in [`SendOutcome`] stay in
+//! datagrams, in load order, so callers cannot tell GSO from plain sends. A GSO message
+//! the kernel refuses is re-sent one datagram at a time, and GSO is switched off on the
+//! socket when the refusal says the route cannot segment (EIO, EINVAL).
 
 use std::io;
+use std::iter::Peekable;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use crate::MAX_BATCH;
 use crate::addr::{SOCKADDR_IN_LEN, to_sockaddr};
 use crate::cmsg::{self, CtrlBuf};
+use crate::socket::UdpSocket;
+
+/// Most datagrams in one GSO message: the kernel's UDP_MAX_SEGMENTS (64 until Linux
+/// 6.9, which raised it to 128; the lower value works everywhere).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most payload bytes in one GSO message: the UDP length field and the IPv4 total
+/// length both cap it at 65 535 - 28.
+const GSO_MAX_BYTES: usize = 65_507;
+
+/// Largest datagram sent as part of a GSO run: a segment must fit the device MTU or
+/// the kernel refuses the message (EINVAL), and 1472 is the UDP payload of a 1500-byte
+/// Ethernet MTU, which every UDX packet fits (libudx probes up to 1500). Larger
+/// datagrams (rare dht-rpc messages) go alone, as they would without GSO.
+const GSO_MAX_SEGMENT_LEN: usize = 1472;
+
+/// iovecs per message slot on average. A run from a `TxQueue` arena is contiguous and
+/// needs one; runs from scattered buffers (a socket's backlog) need one per datagram
+/// and simply end when the pool is used up.
+const IOVS_PER_MESSAGE: usize = 4;
 
 /// One datagram to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +77,9 @@ pub struct SendOutcome {
     pub would_block: bool,
     /// The OS error code of the last failed datagram, for a log line.
     pub last_error: Option<i32>,
+    /// A GSO message was refused in a way that switched GSO off on the socket (its
+    /// datagrams were re-sent one by one).
+    pub gso_refused: bool,
 }
 
 impl SendOutcome {
@@ -54,7 +89,9 @@ impl SendOutcome {
     }
 }
 
-/// Reusable `sendmmsg` headers for up to [`SendBatch::capacity`] datagrams.
+/// Reusable `sendmmsg` headers for up to [`SendBatch::capacity`] messages.
+///
+/// A message is one datagram, or with GSO a run of datagrams (`segs[i]` of them).
 ///
 /// Invariant: between calls the pointers in `hdrs`/`iovs` are stale and never read;
 /// [`SendBatch::send`] rewrites every header it passes to the kernel.
@@ -63,6 +100,12 @@ pub struct SendBatch {
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_in>,
     ctrls: Vec<CtrlBuf>,
+    /// Datagrams in message `i` (1 without GSO).
+    segs: Vec<u16>,
+    /// Segment size of message `i` (its first datagram's length).
+    seg_len: Vec<u16>,
+    /// Messages filled by the last load.
+    messages: usize,
 }
 
 // SAFETY: the raw pointers in `hdrs`/`iovs` point into this value's own heap buffers
@@ -77,7 +120,7 @@ impl std::fmt::Debug for SendBatch {
 }
 
 impl SendBatch {
-    /// A batch sending up to `capacity` datagrams per call, clamped to
+    /// A batch sending up to `capacity` messages per call, clamped to
     /// `1..=`[`MAX_BATCH`].
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, MAX_BATCH);
@@ -86,21 +129,24 @@ impl SendBatch {
         let (hdr, addr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
         Self {
             hdrs: vec![hdr; capacity],
-            iovs: vec![empty_iov; capacity],
+            iovs: vec![empty_iov; capacity * IOVS_PER_MESSAGE],
             addrs: vec![addr; capacity],
             ctrls: vec![CtrlBuf::ZERO; capacity],
+            segs: vec![1; capacity],
+            seg_len: vec![0; capacity],
+            messages: 0,
         }
     }
 
-    /// Most datagrams one [`SendBatch::send`] takes.
+    /// Most messages one [`SendBatch::send`] takes.
     pub fn capacity(&self) -> usize {
         self.hdrs.len()
     }
 
     /// Fills headers for up to [`SendBatch::capacity`] datagrams from `items` without
-    /// sending them, and returns how many it took. For drivers that submit the
-    /// messages themselves (io_uring SENDMSG): header `i < loaded` is then
-    /// [`SendBatch::msghdr`]`(i)`.
+    /// sending them, one datagram per message, and returns how many it took. For
+    /// drivers that submit the messages themselves (io_uring SENDMSG): header
+    /// `i < loaded` is then [`SendBatch::msghdr`]`(i)`.
     ///
     /// The headers point into this batch and into the payloads `items` lent, so they
     /// are valid only while both stay untouched: until the next `load`/`send` and no
@@ -109,60 +155,165 @@ impl SendBatch {
     where
         I: Iterator<Item = OutDatagram<'a>>,
     {
-        let mut loaded = 0;
-        let slots = self.hdrs.iter_mut().zip(&mut self.iovs).zip(&mut self.addrs);
-        for (((hdr, iov), addr), ctrl) in slots.zip(&mut self.ctrls) {
-            let Some(d) = items.next() else { break };
-            *addr = to_sockaddr(d.dest);
-            // The kernel only reads from a send iovec; the cast to *mut is what the
-            // C struct requires.
-            *iov =
-                libc::iovec { iov_base: d.data.as_ptr().cast_mut().cast(), iov_len: d.data.len() };
-            let h = &mut hdr.msg_hdr;
-            h.msg_name = std::ptr::from_mut(addr).cast();
-            h.msg_namelen = SOCKADDR_IN_LEN;
-            h.msg_iov = std::ptr::from_mut(iov);
-            h.msg_iovlen = 1;
-            h.msg_flags = 0;
-            match d.ttl {
-                Some(ttl) => cmsg::set_ttl(h, ctrl, ttl),
-                None => {
-                    h.msg_control = std::ptr::null_mut();
-                    h.msg_controllen = 0;
+        // With one segment per message nothing is ever peeked, so the adapter takes
+        // exactly the items it loads.
+        self.load_segmented(&mut items.by_ref().peekable(), 1)
+    }
+
+    /// Like [`SendBatch::load`], but a run of consecutive datagrams to one destination
+    /// without a TTL, all as long as the first except a shorter last one, shares one
+    /// message (at most `max_segments` of them, capped at [`GSO_MAX_SEGMENTS`]) that
+    /// must be sent with its UDP_SEGMENT cmsg. Returns the datagrams taken; the
+    /// messages are [`SendBatch::messages`], message `i` holding
+    /// [`SendBatch::segments`]`(i)` of them.
+    pub fn load_segmented<'a, I>(&mut self, items: &mut Peekable<I>, max_segments: usize) -> usize
+    where
+        I: Iterator<Item = OutDatagram<'a>>,
+    {
+        let max_segments = max_segments.clamp(1, GSO_MAX_SEGMENTS);
+        let (mut loaded, mut msg, mut iov_at) = (0, 0, 0);
+        while msg < self.hdrs.len() && iov_at < self.iovs.len() {
+            let Some(first) = items.next() else { break };
+            let iov_start = iov_at;
+            self.iovs[iov_at] = iovec(first.data);
+            iov_at += 1;
+            let (seg, mut total, mut count) = (first.data.len(), first.data.len(), 1);
+            let can_run =
+                max_segments > 1 && first.ttl.is_none() && (1..=GSO_MAX_SEGMENT_LEN).contains(&seg);
+            while can_run && count < max_segments {
+                let Some(next) = items.peek() else { break };
+                let len = next.data.len();
+                if next.dest != first.dest
+                    || next.ttl.is_some()
+                    || len == 0
+                    || len > seg
+                    || total + len > GSO_MAX_BYTES
+                {
+                    break;
+                }
+                let last = &mut self.iovs[iov_at - 1];
+                // SAFETY: pointer arithmetic only, to compare addresses: the result is
+                // one past the end of the previous payload, never dereferenced.
+                let end = unsafe { last.iov_base.cast::<u8>().add(last.iov_len) };
+                if std::ptr::eq(end.cast_const(), next.data.as_ptr()) {
+                    last.iov_len += len;
+                } else if iov_at < self.iovs.len() {
+                    self.iovs[iov_at] = iovec(next.data);
+                    iov_at += 1;
+                } else {
+                    break;
+                }
+                items.next();
+                count += 1;
+                total += len;
+                if len < seg {
+                    break; // only the last segment may be short
                 }
             }
-            hdr.msg_len = 0;
-            loaded += 1;
+            self.fill(msg, first.dest, first.ttl, iov_start, iov_at - iov_start, seg, count);
+            loaded += count;
+            msg += 1;
         }
+        self.messages = msg;
         loaded
     }
 
-    /// The `msghdr` of loaded datagram `i` (see [`SendBatch::load`] for how long it
+    /// Writes header `msg` for `iovs[iov_start..][..iov_count]`.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        msg: usize,
+        dest: SocketAddrV4,
+        ttl: Option<u8>,
+        iov_start: usize,
+        iov_count: usize,
+        seg: usize,
+        count: usize,
+    ) {
+        self.addrs[msg] = to_sockaddr(dest);
+        self.segs[msg] = count as u16;
+        self.seg_len[msg] = seg.min(usize::from(u16::MAX)) as u16;
+        let h = &mut self.hdrs[msg].msg_hdr;
+        h.msg_name = std::ptr::from_mut(&mut self.addrs[msg]).cast();
+        h.msg_namelen = SOCKADDR_IN_LEN;
+        h.msg_iov = std::ptr::from_mut(&mut self.iovs[iov_start]);
+        h.msg_iovlen = iov_count as _;
+        h.msg_flags = 0;
+        match ttl {
+            Some(ttl) => cmsg::set_ttl(h, &mut self.ctrls[msg], ttl),
+            None if count > 1 => cmsg::set_segment(h, &mut self.ctrls[msg], seg as u16),
+            None => {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+        }
+        self.hdrs[msg].msg_len = 0;
+    }
+
+    /// Messages filled by the last load or send.
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+
+    /// Datagrams in loaded message `i` (more than one only for a GSO message).
+    pub fn segments(&self, i: usize) -> usize {
+        self.segs.get(i).map_or(0, |&n| usize::from(n))
+    }
+
+    /// The `msghdr` of loaded message `i` (see [`SendBatch::load`] for how long it
     /// stays valid), or `None` past the capacity.
     pub fn msghdr(&self, i: usize) -> Option<*const libc::msghdr> {
         self.hdrs.get(i).map(|h| std::ptr::from_ref(&h.msg_hdr))
     }
 
     /// Takes up to [`SendBatch::capacity`] datagrams from `items` and sends them from
-    /// `fd` without blocking. Call again while `loaded > 0 && !would_block` to drain a
-    /// longer iterator.
+    /// `fd` without blocking, one datagram per message. Call again while
+    /// `loaded > 0 && !would_block` to drain a longer iterator.
     pub fn send<'a, I>(&mut self, fd: BorrowedFd<'_>, items: &mut I) -> SendOutcome
     where
         I: Iterator<Item = OutDatagram<'a>>,
     {
-        let mut out = SendOutcome { loaded: self.load(items), ..SendOutcome::default() };
+        let loaded = self.load(items);
+        self.send_loaded(fd, None, loaded)
+    }
+
+    /// Like [`SendBatch::send`], from `socket`, with runs of datagrams sent as GSO
+    /// messages while the socket allows it ([`UdpSocket::gso`]). Up to
+    /// [`SendBatch::capacity`] messages per call.
+    pub fn send_segmented<'a, I>(
+        &mut self,
+        socket: &UdpSocket,
+        items: &mut Peekable<I>,
+    ) -> SendOutcome
+    where
+        I: Iterator<Item = OutDatagram<'a>>,
+    {
+        let max = if socket.gso() { GSO_MAX_SEGMENTS } else { 1 };
+        let loaded = self.load_segmented(items, max);
+        self.send_loaded(socket.as_fd(), Some(socket), loaded)
+    }
+
+    /// `sendmmsg` of the loaded messages; GSO refusals go through `resend_split`.
+    fn send_loaded(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        socket: Option<&UdpSocket>,
+        loaded: usize,
+    ) -> SendOutcome {
+        let mut out = SendOutcome { loaded, ..SendOutcome::default() };
+        let messages = self.messages;
         let mut at = 0;
-        while at < out.loaded {
-            // SAFETY: hdrs[at..loaded] were initialised by `load` with pointers to
-            // `addrs`/`iovs`/`ctrls` of this batch and to payloads borrowed from
-            // `items` (lifetime 'a, alive for this whole call); the kernel only reads
-            // them (and writes msg_len). `at < loaded <= hdrs.len()` keeps the pointer
+        while at < messages {
+            // SAFETY: hdrs[at..messages] were initialised by the load with pointers to
+            // `addrs`/`iovs`/`ctrls` of this batch and to payloads borrowed from the
+            // caller's items (alive for this whole call); the kernel only reads them
+            // (and writes msg_len). `at < messages <= hdrs.len()` keeps the pointer
             // arithmetic in bounds.
             let r = unsafe {
                 libc::sendmmsg(
                     fd.as_raw_fd(),
                     self.hdrs.as_mut_ptr().add(at),
-                    (out.loaded - at) as libc::c_uint,
+                    (messages - at) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
             };
@@ -174,8 +325,8 @@ impl SendBatch {
                     break;
                 }
                 Ok(n) => {
-                    let n = n.min(out.loaded - at);
-                    out.sent += n;
+                    let n = n.min(messages - at);
+                    out.sent += (at..at + n).map(|i| self.segments(i)).sum::<usize>();
                     at += n;
                     continue;
                 }
@@ -188,15 +339,102 @@ impl SendBatch {
                     out.would_block = true;
                     break;
                 }
-                // The error belongs to the first unsent datagram: sendmmsg reports
-                // an error only when it could send nothing. Drop that one, go on.
+                // The error belongs to the first unsent message: sendmmsg reports
+                // an error only when it could send nothing.
                 _ => {
-                    out.failed += 1;
-                    out.last_error = err.raw_os_error();
+                    let errno = err.raw_os_error().unwrap_or(0);
+                    if !self.message_failed(fd, socket, at, errno, &mut out) {
+                        break;
+                    }
                     at += 1;
                 }
             }
         }
         out
     }
+
+    /// Accounts for message `i` failing with `errno`: a plain datagram is dropped and
+    /// counted; a GSO message is re-sent one datagram at a time (switching GSO off on
+    /// `socket` if the route cannot segment). False if that met a full send buffer.
+    pub fn message_failed(
+        &self,
+        fd: BorrowedFd<'_>,
+        socket: Option<&UdpSocket>,
+        i: usize,
+        errno: i32,
+        out: &mut SendOutcome,
+    ) -> bool {
+        if self.segments(i) <= 1 {
+            out.failed += 1;
+            out.last_error = Some(errno);
+            return true;
+        }
+        if matches!(errno, libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+            && let Some(s) = socket
+        {
+            s.disable_gso();
+            out.gso_refused = true;
+        }
+        self.resend_split(fd, i, out)
+    }
+
+    /// Sends GSO message `i`'s datagrams one `sendmsg` each. False if the send
+    /// buffer filled up part way (the rest of the message counts as not done).
+    fn resend_split(&self, fd: BorrowedFd<'_>, i: usize, out: &mut SendOutcome) -> bool {
+        let h = &self.hdrs[i].msg_hdr;
+        let seg = usize::from(self.seg_len[i]).max(1);
+        // SAFETY: msghdr is plain C data; all-zero (no name, no control) is valid.
+        let mut one: libc::msghdr = unsafe { std::mem::zeroed() };
+        one.msg_name = h.msg_name;
+        one.msg_namelen = h.msg_namelen;
+        one.msg_iovlen = 1;
+        // msg_iovlen is size_t on glibc and c_int on musl.
+        #[allow(clippy::unnecessary_cast)]
+        let iov_count = h.msg_iovlen as usize;
+        // SAFETY: msg_iov/msg_iovlen of a loaded header describe `iovs` entries of
+        // this batch, which are initialised.
+        let iovs = unsafe { std::slice::from_raw_parts(h.msg_iov, iov_count) };
+        for iov in iovs {
+            let mut off = 0;
+            while off < iov.iov_len {
+                let len = seg.min(iov.iov_len - off);
+                let mut part = libc::iovec {
+                    // SAFETY: `off < iov_len`, so the pointer stays inside the payload.
+                    iov_base: unsafe { iov.iov_base.cast::<u8>().add(off) }.cast(),
+                    iov_len: len,
+                };
+                one.msg_iov = &mut part;
+                loop {
+                    // SAFETY: `one` points at the loaded address and at `len` bytes of
+                    // a payload the caller lent for this call; the kernel only reads.
+                    let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &one, libc::MSG_DONTWAIT) };
+                    if r >= 0 {
+                        out.sent += 1;
+                        break;
+                    }
+                    let err = io::Error::last_os_error();
+                    match err.kind() {
+                        io::ErrorKind::Interrupted => continue,
+                        io::ErrorKind::WouldBlock => {
+                            out.would_block = true;
+                            return false;
+                        }
+                        _ => {
+                            out.failed += 1;
+                            out.last_error = err.raw_os_error();
+                            break;
+                        }
+                    }
+                }
+                off += len;
+            }
+        }
+        true
+    }
+}
+
+fn iovec(data: &[u8]) -> libc::iovec {
+    // The kernel only reads from a send iovec; the cast to *mut is what the C struct
+    // requires.
+    libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() }
 }

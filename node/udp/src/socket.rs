@@ -9,6 +9,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tern_base::SocketSpec;
@@ -40,6 +41,16 @@ pub struct SocketOptions {
     /// Off by default: it costs a cmsg per datagram and only tests and diagnostics
     /// need it.
     pub recv_ttl: bool,
+    /// Send runs of equal-sized datagrams to one destination as one UDP GSO message
+    /// (UDP_SEGMENT, Linux 4.18) when the kernel supports it ([`UdpSocket::gso`]).
+    /// The receiver sees ordinary datagrams either way.
+    pub gso: bool,
+    /// UDP_GRO (Linux 5.0): let the kernel hand over runs of datagrams of one flow as
+    /// one buffer plus their segment size. Off by default: it is only safe with
+    /// receive buffers of [`crate::GRO_SLOT_LEN`] bytes (a coalesced buffer that does
+    /// not fit is truncated, losing every datagram in it), and only a reader that
+    /// splits the buffer ([`crate::RecvBatch`] does) may turn it on.
+    pub gro: bool,
 }
 
 impl Default for SocketOptions {
@@ -51,6 +62,8 @@ impl Default for SocketOptions {
             send_buffer_sizes: SEND_BUFFER_SIZES.to_vec(),
             pmtu_probe: true,
             recv_ttl: false,
+            gso: true,
+            gro: false,
         }
     }
 }
@@ -120,6 +133,12 @@ pub struct UdpSocket {
     fd: OwnedFd,
     local: SocketAddrV4,
     buffers: BufferSizes,
+    /// GSO sends may be tried: asked for, and the kernel knows UDP_SEGMENT. Cleared for
+    /// good when a GSO send fails in a way that says the route cannot segment (see
+    /// [`UdpSocket::disable_gso`]); atomic because a socket is shared by reference.
+    gso: AtomicBool,
+    /// UDP_GRO is on: received buffers may hold several datagrams.
+    gro: bool,
 }
 
 impl UdpSocket {
@@ -156,6 +175,12 @@ impl UdpSocket {
             set_int(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
                 .map_err(|error| BindError::SetOption { option: "IP_MTU_DISCOVER", error })?;
         }
+        // Probing GSO by reading the option back: kernels without UDP_SEGMENT refuse
+        // it (ENOPROTOOPT), so no send ever carries a cmsg they would reject.
+        let gso = options.gso && get_int(&fd, cmsg::SOL_UDP, cmsg::UDP_SEGMENT).is_ok();
+        // GRO is an optimisation: a kernel that refuses it just delivers datagrams
+        // one by one.
+        let gro = options.gro && set_int(&fd, cmsg::SOL_UDP, cmsg::UDP_GRO, 1).is_ok();
         // A buffer size the kernel refuses outright is not worth failing a bind
         // over: the socket works with the default, and buffer_sizes() tells.
         try_sizes(&fd, libc::SO_RCVBUF, &options.recv_buffer_sizes);
@@ -172,7 +197,7 @@ impl UdpSocket {
             recv: get_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0),
             send: get_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0),
         };
-        Ok(Self { fd, local, buffers })
+        Ok(Self { fd, local, buffers, gso: AtomicBool::new(gso), gro })
     }
 
     /// Steers UDX datagrams over the SO_REUSEPORT group this socket belongs to: a
@@ -249,6 +274,25 @@ impl UdpSocket {
     /// The buffer sizes the kernel granted.
     pub fn buffer_sizes(&self) -> BufferSizes {
         self.buffers
+    }
+
+    /// True while sends may use UDP GSO ([`SocketOptions::gso`], kernel support, and
+    /// no GSO send has failed for lack of route support yet).
+    pub fn gso(&self) -> bool {
+        self.gso.load(Ordering::Relaxed)
+    }
+
+    /// Stops GSO on this socket: a GSO send failed with EIO (the device cannot
+    /// checksum-offload, so the kernel cannot segment) or EINVAL (segment larger than
+    /// the device MTU, or the kernel refuses the cmsg). Later sends go one datagram
+    /// per message.
+    pub fn disable_gso(&self) {
+        self.gso.store(false, Ordering::Relaxed);
+    }
+
+    /// True if UDP_GRO is on, so one received buffer may hold several datagrams.
+    pub fn gro(&self) -> bool {
+        self.gro
     }
 
     /// Sends one datagram without blocking, with an optional per-datagram IP TTL.

@@ -9,7 +9,8 @@
 //! socket has parked datagrams, so level triggering does not spin on EPOLLOUT.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::iter::Peekable;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use tern_udp::{OutDatagram, RecvBatch, SendBatch, SendOutcome, UdpSocket};
@@ -114,11 +115,11 @@ impl Backend for Epoll {
         &mut self,
         socket: &UdpSocket,
         batch: &mut SendBatch,
-        items: &mut I,
+        items: &mut Peekable<I>,
     ) -> SendOutcome
     where
         I: Iterator<Item = OutDatagram<'a>>,
     {
-        batch.send(socket.as_fd(), items)
+        batch.send_segmented(socket, items)
     }
 }

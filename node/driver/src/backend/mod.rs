@@ -19,6 +19,7 @@
 //! batch's datagrams to an endpoint while flushing replies through the backend.
 
 use std::io;
+use std::iter::Peekable;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
@@ -109,13 +110,15 @@ pub(crate) trait Backend {
         ready: &mut Vec<Ready>,
     ) -> io::Result<()>;
 
-    /// Sends up to one batch of `items` from `socket` (see [`SendBatch::send`]). The
-    /// payloads are no longer referenced when it returns.
+    /// Sends up to one batch of `items` from `socket`, runs of equal datagrams to one
+    /// peer as GSO messages where the socket allows (see
+    /// [`SendBatch::send_segmented`]). The payloads are no longer referenced when it
+    /// returns; items peeked but not sent stay in `items`.
     fn send<'a, I>(
         &mut self,
         socket: &UdpSocket,
         batch: &mut SendBatch,
-        items: &mut I,
+        items: &mut Peekable<I>,
     ) -> SendOutcome
     where
         I: Iterator<Item = OutDatagram<'a>>;

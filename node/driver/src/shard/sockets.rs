@@ -9,6 +9,7 @@
 //! order the endpoint produced them.
 
 use std::collections::VecDeque;
+use std::iter::Peekable;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -74,8 +75,12 @@ impl Backlog {
         true
     }
 
-    fn iter(&self) -> impl Iterator<Item = OutDatagram<'_>> {
-        self.queue.iter().map(|p| OutDatagram { dest: p.dest, ttl: p.ttl, data: &p.data })
+    /// The parked datagrams as send items (peekable, for GSO runs).
+    fn items(&self) -> Peekable<impl Iterator<Item = OutDatagram<'_>>> {
+        self.queue
+            .iter()
+            .map(|p| OutDatagram { dest: p.dest, ttl: p.ttl, data: &p.data })
+            .peekable()
     }
 
     fn pop_front(&mut self, n: usize) {
@@ -109,7 +114,7 @@ impl<B: Backend> Io<'_, B> {
         let known = tx.iter().filter(|(m, _)| sockets.iter().any(|s| s.id == m.socket)).count();
         self.stats.tx_unknown_socket += (tx.len() - known) as u64;
         for (index, sock) in sockets.iter_mut().enumerate() {
-            let mut items = items_for(tx, sock.id);
+            let mut items = items_for(tx, sock.id).peekable();
             if !sock.backlog.is_empty() {
                 // Keep order: queue behind the parked ones; the writable event that
                 // is already requested will send them all.
@@ -154,7 +159,7 @@ impl<B: Backend> Io<'_, B> {
     /// Sends parked datagrams of `sock` while the kernel takes them.
     fn drain_backlog(&mut self, sock: &mut Sock, t: u64) {
         while !sock.backlog.is_empty() {
-            let out = self.backend.send(&sock.socket, self.sender, &mut sock.backlog.iter());
+            let out = self.backend.send(&sock.socket, self.sender, &mut sock.backlog.items());
             self.stats.datagrams_sent += out.sent as u64;
             self.stats.send_failed += out.failed as u64;
             sock.backlog.pop_front(out.done());

@@ -44,12 +44,17 @@ impl Backend for Fake {
     ) -> io::Result<()> {
         Ok(())
     }
-    fn send<'a, I>(&mut self, _: &UdpSocket, batch: &mut SendBatch, items: &mut I) -> SendOutcome
+    fn send<'a, I>(
+        &mut self,
+        _: &UdpSocket,
+        batch: &mut SendBatch,
+        items: &mut std::iter::Peekable<I>,
+    ) -> SendOutcome
     where
         I: Iterator<Item = OutDatagram<'a>>,
     {
         let mut out = SendOutcome::default();
-        for d in items.take(batch.capacity()) {
+        for d in items.by_ref().take(batch.capacity()) {
             out.loaded += 1;
             if self.room == 0 || out.would_block {
                 out.would_block = true;

@@ -7,6 +7,10 @@
 //! kernel when the shard asks for the next batch (or at the next wait), so buffers
 //! are lent for exactly as long as an endpoint looks at them.
 //!
+//! With UDP_GRO on the sockets a buffer may hold a run of datagrams of one sender
+//! (the control data gives their size); [`UringRx`] hands them out one by one, and
+//! the driver then sizes buffers at `tern_udp::GRO_SLOT_LEN` so no run is truncated.
+//!
 //! Buffer layout, as multishot RECVMSG writes it (see `io_uring_recvmsg_out`):
 //! `[16-byte header][source sockaddr_in][control data][payload]`, with fixed room for
 //! the name and control parts so the payload always starts at [`PAYLOAD_AT`].
@@ -19,7 +23,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use tern_udp::{
-    RECV_CONTROL_LEN, RECV_NAME_LEN, RxDatagram, UdpSocket, sockaddr_from_bytes, ttl_from_control,
+    RECV_CONTROL_LEN, RECV_NAME_LEN, RxDatagram, UdpSocket, segment_from_control, segments,
+    sockaddr_from_bytes, ttl_from_control,
 };
 
 use super::super::{Ready, RecvSource};
@@ -333,14 +338,21 @@ impl RecvSource for UringRx {
     }
 
     fn datagrams(&self) -> impl Iterator<Item = RxDatagram<'_>> {
-        self.batch.iter().filter_map(|d| {
-            let (flags, name, control, payload) = self.parts(d.bid?);
-            if flags & libc::MSG_TRUNC as u32 != 0 {
-                return None;
-            }
-            let from = sockaddr_from_bytes(name)?;
-            Some(RxDatagram { from, data: payload, ttl: ttl_from_control(control) })
-        })
+        self.batch
+            .iter()
+            .filter_map(|d| {
+                let (flags, name, control, payload) = self.parts(d.bid?);
+                if flags & libc::MSG_TRUNC as u32 != 0 {
+                    return None;
+                }
+                let from = sockaddr_from_bytes(name)?;
+                let d = RxDatagram { from, data: payload, ttl: ttl_from_control(control) };
+                Some((d, segment_from_control(control)))
+            })
+            // A buffer UDP_GRO filled with a run of datagrams yields each of them.
+            .flat_map(|(d, segment)| {
+                segments(d.data, segment).map(move |data| RxDatagram { data, ..d })
+            })
     }
 
     fn truncated(&self) -> usize {

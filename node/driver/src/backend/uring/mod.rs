@@ -19,8 +19,9 @@
 //! - `wait` is one `submit_with_args` carrying the re-arms and the next deadline as
 //!   its timeout (IORING_ENTER_EXT_ARG), then drains the completion queue and files
 //!   received datagrams per socket into [`UringRx`];
-//! - `send` loads a batch of `msghdr`s ([`SendBatch::load`]), queues one SENDMSG
-//!   (MSG_DONTWAIT) per datagram and submits them with one enter. UDP sends complete
+//! - `send` loads a batch of `msghdr`s ([`SendBatch::load_segmented`]: runs of equal
+//!   datagrams to one peer become one GSO message), queues one SENDMSG (MSG_DONTWAIT)
+//!   per message and submits them with one enter. UDP sends complete
 //!   inline, so the results are there when the enter returns; `send` still waits for
 //!   every one of them, because the payloads belong to the caller's transmit queue.
 //!
@@ -35,13 +36,17 @@ mod bufring;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::iter::Peekable;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
-use tern_udp::{OutDatagram, RECV_CONTROL_LEN, RECV_NAME_LEN, SendBatch, SendOutcome, UdpSocket};
+use tern_udp::{
+    GSO_MAX_SEGMENTS, OutDatagram, RECV_CONTROL_LEN, RECV_NAME_LEN, SendBatch, SendOutcome,
+    UdpSocket,
+};
 
 pub(crate) use bufring::UringRx;
 use bufring::{BGID, BufMem, Done, PAYLOAD_AT, RING_BUFFERS};
@@ -195,7 +200,7 @@ impl Uring {
                 "io_uring without IORING_FEAT_EXT_ARG (kernel older than 5.11)",
             ));
         }
-        let slot_len = config.slot_len.clamp(1, tern_udp::MAX_SLOT_LEN);
+        let slot_len = config.slot_len.clamp(1, tern_udp::GRO_SLOT_LEN);
         let mem = Rc::new(BufMem::new(RING_BUFFERS, PAYLOAD_AT + slot_len)?);
         // SAFETY: the ring memory lives in `mem`, which the backend keeps alive until
         // the buffer ring is unregistered or, failing that, forever (see Drop).
@@ -600,22 +605,24 @@ impl Backend for Uring {
         &mut self,
         socket: &UdpSocket,
         batch: &mut SendBatch,
-        items: &mut I,
+        items: &mut Peekable<I>,
     ) -> SendOutcome
     where
         I: Iterator<Item = OutDatagram<'a>>,
     {
-        let loaded = batch.load(items);
+        let max_segments = if socket.gso() { GSO_MAX_SEGMENTS } else { 1 };
+        let loaded = batch.load_segmented(items, max_segments);
         let mut out = SendOutcome { loaded, ..SendOutcome::default() };
-        if loaded == 0 {
+        let messages = batch.messages();
+        if messages == 0 {
             return out;
         }
         self.send_results.clear();
-        self.send_results.resize(loaded, i32::MIN);
+        self.send_results.resize(messages, i32::MIN);
         self.sends_pending = 0;
         let fd = socket.as_raw_fd();
         let mut queued = Ok(());
-        for i in 0..loaded {
+        for i in 0..messages {
             let Some(hdr) = batch.msghdr(i) else { break };
             let sqe = opcode::SendMsg::new(Fd(fd), hdr)
                 .flags(libc::MSG_DONTWAIT as u32)
@@ -647,15 +654,17 @@ impl Backend for Uring {
         // and then leave twice once the caller retries it — rare (a full send buffer
         // that drained within one batch) and harmless for UDP protocols, which expect
         // duplicates (dht-rpc matches replies by tid, UDX by sequence number).
-        for &res in &self.send_results[..loaded] {
+        for i in 0..messages {
+            let res = self.send_results[i];
             if res >= 0 {
-                out.sent += 1;
+                out.sent += batch.segments(i);
             } else if res == -libc::EAGAIN {
                 out.would_block = true;
                 break;
-            } else {
-                out.failed += 1;
-                out.last_error = Some(-res);
+            } else if !batch.message_failed(socket.as_fd(), Some(socket), i, -res, &mut out) {
+                // A refused GSO message re-sent one by one met a full send buffer.
+                out.would_block = true;
+                break;
             }
         }
         out
