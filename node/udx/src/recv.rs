@@ -96,7 +96,14 @@ impl Recv {
         }
         let data = if flags & UDX_DATA != 0 { payload } else { &[] };
         if d == 0 {
-            if self.used() + data.len() > self.cap {
+            // The packet that fills the gap before held data must get in even when
+            // the held data has used up the buffer: refusing it would stall the stream
+            // for good (every retransmission of it refused while the held packets wait
+            // for it, and the sender never resends those: they were SACKed). So it
+            // only needs room in the readable part; what it releases from `held` was
+            // already counted, which bounds `used()` by twice the cap.
+            let used = if self.held.is_empty() { self.used() } else { self.buf.len() };
+            if used + data.len() > self.cap {
                 return Accept::Dropped;
             }
             self.deliver(flags, data);
@@ -214,6 +221,27 @@ mod tests {
         assert_eq!(r.read(&mut out), 4);
         assert_eq!(&out[..4], b"abcd");
         assert_eq!(r.accept(1, UDX_DATA, b"b"), Accept::Duplicate);
+    }
+
+    #[test]
+    fn the_gap_filler_gets_in_when_held_data_fills_the_buffer() {
+        let mut r = Recv::new(10_000);
+        let mut seq = 1;
+        while r.accept(seq, UDX_DATA, &[1; 1000]) == Accept::Buffered {
+            seq += 1;
+        }
+        assert!(r.used() + 1000 > 10_000, "held data filled the buffer");
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 1000]), Accept::Advanced);
+        assert_eq!(r.ack, seq);
+        assert!(r.used() <= 2 * 10_000);
+        // With the readable part full, an in-order packet waits for the reader.
+        let mut r = Recv::new(2_000);
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 1500]), Accept::Advanced);
+        assert_eq!(r.accept(2, UDX_DATA, &[0; 100]), Accept::Buffered);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 1000]), Accept::Dropped);
+        let mut out = [0u8; 1500];
+        assert_eq!(r.read(&mut out), 1500);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 1000]), Accept::Advanced);
     }
 
     #[test]
