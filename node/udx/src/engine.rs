@@ -1,6 +1,12 @@
 //! The UDX engine: the stream table, demultiplexing of datagrams (spec §1.5), firewall
 //! binding and relaying (§1.7), the timer heap behind `poll_timeout`, the pending-output
-//! list for a full transmit queue, and the event queue.
+//! list, and the event queue.
+//!
+//! The pending list holds streams with output owed: ACKs for the packets of the
+//! current batch of datagrams (coalesced: one ACK per stream per batch, not one per
+//! packet), and output a full transmit queue refused. While it is non-empty
+//! `poll_timeout` is "now", so a driver calls `handle_timeout` right after the batch —
+//! in tern's driver, at the end of the loop turn that read it — and that sends them.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

@@ -34,7 +34,9 @@ pub(crate) struct Stream {
     pub relay_to: Option<u32>,
     pub recv: Recv,
     pub send: Send,
-    /// An ACK is owed but could not be queued yet (or a window update is due).
+    /// An ACK is owed: the answer to DATA/END/HEARTBEAT packets of the current batch
+    /// of datagrams, a window update, or one a full queue refused. The engine sends it
+    /// at the end of the batch (`pending`), so one ACK answers the whole batch.
     pub need_ack: bool,
     /// The next in-order data raises `Readable`.
     readable_armed: bool,
@@ -174,7 +176,7 @@ impl Stream {
         let h = pkt.header;
         let t = h.type_flags;
         if t & UDX_HEARTBEAT != 0 {
-            self.send_ack(tx);
+            self.need_ack = true;
             return None;
         }
         let payload = pkt.payload().ok()?;
@@ -197,17 +199,25 @@ impl Stream {
         }
         let was_ended = self.send.end_acked;
         let out = self.send.on_ack(now, h.seq, h.ack, h.rwnd, pkt.sack_ranges());
-        if answer {
-            self.send_ack(tx);
-        } else if out.end_acked && !was_ended && self.recv.remote_end.is_none() {
-            // Spec §1.8 step 9: one extra ACK when our END is acked first.
-            self.send_ack(tx);
+        // Spec §1.8 step 8 answers every DATA/END packet, and step 9 adds one extra ACK
+        // when our END is acked first. Both are owed here and sent by the engine at
+        // the end of the batch of datagrams this one arrived in (`Udx::handle_timeout`,
+        // which `poll_timeout` makes due at once): one ACK then answers every packet
+        // of the batch, carrying the newest cumulative ack and SACK blocks. The peer
+        // cannot tell this from a lost ACK, which every UDX sender tolerates, and it
+        // leaves in the same loop turn, so no timer of the peer notices a delay.
+        if answer || (out.end_acked && !was_ended && self.recv.remote_end.is_none()) {
+            self.need_ack = true;
         }
         self.check_writable(ev);
         if let Some(r) = self.check_end(ev) {
+            // The stream closes: answer now, the engine forgets it after this.
+            if self.need_ack {
+                self.send_ack(tx);
+            }
             return Some(r);
         }
-        self.flush(now, tx);
+        self.flush_data(now, tx);
         None
     }
 
@@ -249,13 +259,22 @@ impl Stream {
 
     /// Sends owed ACKs, retransmissions and new data. False if the queue filled up.
     pub(crate) fn flush(&mut self, now: u64, tx: &mut TxQueue) -> bool {
+        if self.relay_to.is_some() || self.remote.is_none() {
+            return true;
+        }
+        if self.need_ack && !self.send_ack(tx) {
+            return false;
+        }
+        self.flush_data(now, tx)
+    }
+
+    /// Sends retransmissions and new data (and a zero-window probe), leaving an owed
+    /// ACK for the end of the batch. False if the queue filled up.
+    fn flush_data(&mut self, now: u64, tx: &mut TxQueue) -> bool {
         if self.relay_to.is_some() {
             return true;
         }
         let Some(ctx) = self.ctx() else { return true };
-        if self.need_ack && !self.send_ack(tx) {
-            return false;
-        }
         if self.send.zwp_at <= now {
             if self.send.rwnd == 0 && self.send.has_unsent() {
                 if !self.send_bare(UDX_HEARTBEAT, tx) {

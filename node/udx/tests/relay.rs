@@ -12,6 +12,8 @@ fn addr(last: u8) -> SocketAddrV4 {
 }
 
 /// Delivers every queued datagram to the engine owning its destination, until quiet.
+/// Each datagram is a batch of its own: the engine's end-of-batch work (owed ACKs,
+/// sent by `handle_timeout` once `poll_timeout` is due) follows it, as in a driver.
 fn pump(
     engines: &mut [(SocketAddrV4, Udx)],
     tx: &mut TxQueue,
@@ -27,7 +29,11 @@ fn pump(
         assert!(n < 1000);
         let from_addr = engines[src].0;
         let Some(to) = engines.iter().position(|(a, _)| *a == dest) else { continue };
-        assert!(engines[to].1.handle_datagram(now, SocketId::SERVER, from_addr, &data, tx));
+        let u = &mut engines[to].1;
+        assert!(u.handle_datagram(now, SocketId::SERVER, from_addr, &data, tx));
+        if u.poll_timeout() <= now {
+            u.handle_timeout(now, tx);
+        }
         queue.extend(tx.iter().map(|(m, d)| (to, m.dest, d.to_vec())));
         tx.clear();
     }

@@ -50,8 +50,13 @@ impl Side {
         v
     }
 
+    /// One datagram as a batch of its own: delivered, then the end-of-batch work a
+    /// driver does (`handle_timeout` once `poll_timeout` is due), which sends the ACK.
     fn feed(&mut self, hex: &[u8]) -> Vec<Vec<u8>> {
         assert!(self.u.handle_datagram(self.now, SocketId::SERVER, PEER, hex, &mut self.tx));
+        if self.u.poll_timeout() <= self.now {
+            self.u.handle_timeout(self.now, &mut self.tx);
+        }
         self.out()
     }
 

@@ -31,6 +31,9 @@ pub struct Link {
     pub dropped: u64,
     /// Drops every datagram (black hole).
     pub down: bool,
+    /// When non-zero, arrivals are rounded up to a multiple of this (ns): a receiver
+    /// that reads its socket once per interval, getting what arrived as one batch.
+    pub batch: u64,
 }
 
 impl Link {
@@ -47,6 +50,7 @@ impl Link {
             delivered_bytes: 0,
             dropped: 0,
             down: false,
+            batch: 0,
         }
     }
 }
@@ -160,6 +164,9 @@ impl Net {
         l.delivered_bytes += data.len() as u64;
         if self.chance(reorder) {
             at += self.rng.below(self.links[from].delay.max(MS) + 1);
+        }
+        if let Some(b) = std::num::NonZeroU64::new(self.links[from].batch) {
+            at = at.div_ceil(b.get()) * b.get();
         }
         let key = self.next_pkt;
         self.next_pkt += 1;
