@@ -195,6 +195,7 @@ fn run_thread<E: Endpoint>(
             let sizes = UringConfig {
                 recv_slots: config.recv_slots,
                 slot_len: config.slot_len,
+                max_datagram: config.max_datagram,
                 send_batch: config.send_batch,
             };
             let made = Uring::new(&sizes).and_then(|(ring, rx)| {
@@ -204,7 +205,8 @@ fn run_thread<E: Endpoint>(
             serve(made, &init)
         }
         _ => {
-            let rx = RecvBatch::new(config.recv_slots, config.slot_len);
+            let rx = RecvBatch::new(config.recv_slots, config.slot_len)
+                .max_datagram(config.max_datagram);
             let made = Epoll::new()
                 .and_then(|epoll| Shard::new(epoll, rx, clock, shared, mailbox, config))
                 .map(|shard| (shard, "level-triggered"));
@@ -279,6 +281,7 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
         let config = ShardConfig {
             recv_slots: b.recv_slots,
             slot_len,
+            max_datagram: b.slot_len,
             send_batch: b.send_batch,
             tx_capacity: b.tx_capacity,
             limits: b.limits,

@@ -199,7 +199,7 @@ fn probe() -> Result<(), UringUnavailable> {
 /// Runs the real backend on a loopback socket: one datagram sent to itself with
 /// SENDMSG must come back through multishot RECVMSG and the buffer ring.
 fn round_trip() -> io::Result<()> {
-    let config = UringConfig { recv_slots: 4, slot_len: 64, send_batch: 4 };
+    let config = UringConfig { recv_slots: 4, slot_len: 64, max_datagram: 64, send_batch: 4 };
     let (mut backend, mut rx) = Uring::new(&config)?;
     let options = SocketOptions {
         recv_buffer_sizes: Vec::new(),

@@ -34,6 +34,9 @@ pub struct RxDatagram<'a> {
 /// outlive the buffers they point into.
 pub struct RecvBatch {
     slot_len: usize,
+    /// Longest datagram handed out; longer ones count as truncated. Equal to
+    /// `slot_len` unless UDP_GRO made the slots larger than tern's datagrams need.
+    max_datagram: usize,
     bufs: Vec<u8>,
     addrs: Vec<libc::sockaddr_in>,
     ctrls: Vec<CtrlBuf>,
@@ -73,6 +76,7 @@ impl RecvBatch {
         let (hdr, addr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
         Self {
             slot_len,
+            max_datagram: slot_len,
             bufs: vec![0; slots * slot_len],
             addrs: vec![addr; slots],
             ctrls: vec![CtrlBuf::ZERO; slots],
@@ -81,6 +85,15 @@ impl RecvBatch {
             filled: 0,
             truncated: 0,
         }
+    }
+
+    /// Keeps dropping datagrams longer than `max` (counting them as truncated) even
+    /// though the slots are larger: a socket with UDP_GRO needs 64 KiB slots for runs
+    /// of small datagrams, which must not let single large datagrams through that the
+    /// small slots used to refuse.
+    pub fn max_datagram(mut self, max: usize) -> Self {
+        self.max_datagram = max.clamp(1, self.slot_len);
+        self
     }
 
     /// Number of slots: the most datagrams one [`RecvBatch::recv`] returns.
@@ -140,8 +153,7 @@ impl RecvBatch {
             }
         };
         self.filled = n;
-        self.truncated =
-            self.hdrs[..n].iter().filter(|h| h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0).count();
+        self.truncated = (0..n).filter(|&i| self.message(i).is_none()).count();
         Ok(n)
     }
 
@@ -155,8 +167,8 @@ impl RecvBatch {
         self.filled == 0
     }
 
-    /// Datagrams of the last [`RecvBatch::recv`] that were longer than a slot; they
-    /// are skipped by [`RecvBatch::get`] and [`RecvBatch::iter`].
+    /// Messages of the last [`RecvBatch::recv`] that were longer than a slot (or
+    /// than [`RecvBatch::max_datagram`]); they are skipped by [`RecvBatch::get`] and [`RecvBatch::iter`].
     pub fn truncated(&self) -> usize {
         self.truncated
     }
@@ -182,6 +194,9 @@ impl RecvBatch {
         let start = i * self.slot_len;
         let data = self.bufs.get(start..start + len)?;
         let info = cmsg::recv_info(&hdr.msg_hdr);
+        if info.segment.unwrap_or(len) > self.max_datagram {
+            return None;
+        }
         Some((RxDatagram { from, data, ttl: info.ttl }, info.segment))
     }
 

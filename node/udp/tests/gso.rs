@@ -171,3 +171,32 @@ fn a_gro_receiver_splits_a_coalesced_run() {
     assert_eq!(got, want);
     assert!(messages < 32, "on loopback a GSO run reaches a GRO socket whole ({messages})");
 }
+
+#[test]
+fn gro_sized_slots_still_refuse_datagrams_longer_than_the_limit() {
+    let rx = bind(&SocketOptions { gro: true, ..SocketOptions::default() });
+    let tx = bind(&SocketOptions::default());
+    let (buf, ranges) = arena(9, 1000, 1000);
+    let mut batch = SendBatch::new(8);
+    let out = batch.send_segmented(&tx, &mut items(&buf, &ranges, rx.local_addr()).peekable());
+    assert_eq!(out.sent, 10);
+    tx.send_to(&[9u8; 4000], rx.local_addr(), None).unwrap();
+    tx.send_to(b"small", rx.local_addr(), None).unwrap();
+    let mut recv = RecvBatch::new(8, GRO_SLOT_LEN).max_datagram(2048);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut got, mut truncated) = (Vec::new(), 0);
+    while got.len() < 11 && Instant::now() < deadline {
+        if sock_ready(&rx) {
+            recv.recv(rx.as_fd()).unwrap();
+            truncated += recv.truncated();
+            got.extend(recv.iter().map(|d| d.data.to_vec()));
+        }
+    }
+    assert_eq!(got.len(), 11, "the run of ten and the small one");
+    assert_eq!(got[10], b"small");
+    assert_eq!(truncated, 1, "the 4000-byte datagram is refused as the 2 KiB slots did");
+}
+
+fn sock_ready(s: &UdpSocket) -> bool {
+    s.wait_readable(Duration::from_millis(50)).unwrap()
+}

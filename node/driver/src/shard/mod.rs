@@ -51,6 +51,9 @@ const WAKER_TOKEN: u64 = u64::MAX;
 pub(crate) struct ShardConfig {
     pub(crate) recv_slots: usize,
     pub(crate) slot_len: usize,
+    /// Longest datagram delivered: the configured slot length, which UDP_GRO's larger
+    /// slots must not raise.
+    pub(crate) max_datagram: usize,
     pub(crate) send_batch: usize,
     pub(crate) tx_capacity: usize,
     pub(crate) limits: WorkLimits,

@@ -106,8 +106,14 @@ type TestShard = Shard<Burst, Fake>;
 fn shard(limits: WorkLimits) -> (TestShard, crossbeam_channel::Sender<Msg<Burst>>) {
     let (tx, rx) = crossbeam_channel::bounded(16);
     let shared = Arc::new(ThreadShared::new().unwrap());
-    let config =
-        ShardConfig { recv_slots: 8, slot_len: 2048, send_batch: 16, tx_capacity: 4096, limits };
+    let config = ShardConfig {
+        recv_slots: 8,
+        slot_len: 2048,
+        max_datagram: 2048,
+        send_batch: 16,
+        tx_capacity: 4096,
+        limits,
+    };
     let mut shard =
         Shard::new(Fake::default(), RecvBatch::new(8, 2048), Clock::new(), shared, rx, config)
             .unwrap();

@@ -189,12 +189,15 @@ pub(crate) struct UringRx {
     batch: Vec<Done>,
     truncated: usize,
     slots: usize,
+    /// Longest datagram handed out; longer ones count as truncated (GRO-sized buffers
+    /// must not let through what the configured slot size refuses).
+    max_datagram: usize,
 }
 
 impl UringRx {
     /// A source over `mem` with every buffer in the ring, handing out batches of up
     /// to `slots` datagrams.
-    pub(crate) fn new(mem: Rc<BufMem>, slots: usize) -> Self {
+    pub(crate) fn new(mem: Rc<BufMem>, slots: usize, max_datagram: usize) -> Self {
         let mut rx = Self {
             tail: 0,
             queues: HashMap::new(),
@@ -203,6 +206,7 @@ impl UringRx {
             batch: Vec::with_capacity(slots),
             truncated: 0,
             slots: slots.max(1),
+            max_datagram,
             mem,
         };
         for bid in 0..rx.mem.entries() {
@@ -302,8 +306,14 @@ impl UringRx {
         (flags as u32, name, control, payload)
     }
 
+    /// Cut by the kernel (MSG_TRUNC), or a datagram (GRO segment) longer than
+    /// `max_datagram`.
     fn is_truncated(&self, d: &Done) -> bool {
-        d.bid.is_some_and(|bid| self.parts(bid).0 & libc::MSG_TRUNC as u32 != 0)
+        d.bid.is_some_and(|bid| {
+            let (flags, _, control, payload) = self.parts(bid);
+            flags & libc::MSG_TRUNC as u32 != 0
+                || segment_from_control(control).unwrap_or(payload.len()) > self.max_datagram
+        })
     }
 }
 
@@ -340,11 +350,9 @@ impl RecvSource for UringRx {
     fn datagrams(&self) -> impl Iterator<Item = RxDatagram<'_>> {
         self.batch
             .iter()
+            .filter(|d| !self.is_truncated(d))
             .filter_map(|d| {
-                let (flags, name, control, payload) = self.parts(d.bid?);
-                if flags & libc::MSG_TRUNC as u32 != 0 {
-                    return None;
-                }
+                let (_, name, control, payload) = self.parts(d.bid?);
                 let from = sockaddr_from_bytes(name)?;
                 let d = RxDatagram { from, data: payload, ttl: ttl_from_control(control) };
                 Some((d, segment_from_control(control)))

@@ -98,6 +98,8 @@ pub(crate) struct UringConfig {
     pub(crate) recv_slots: usize,
     /// Receive slot size (payload bytes per buffer).
     pub(crate) slot_len: usize,
+    /// Longest datagram handed out (see `ShardConfig::max_datagram`).
+    pub(crate) max_datagram: usize,
     /// Datagrams per send batch.
     pub(crate) send_batch: usize,
 }
@@ -212,7 +214,8 @@ impl Uring {
                 0,
             )?;
         }
-        let rx = UringRx::new(mem.clone(), config.recv_slots.clamp(1, tern_udp::MAX_BATCH));
+        let slots = config.recv_slots.clamp(1, tern_udp::MAX_BATCH);
+        let rx = UringRx::new(mem.clone(), slots, config.max_datagram.clamp(1, slot_len));
         // SAFETY: msghdr is plain C data; all-zero (no pointers) is valid.
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         msghdr.msg_namelen = RECV_NAME_LEN as libc::socklen_t;
