@@ -130,6 +130,40 @@ fn oversize_datagrams_are_counted_and_dropped() {
     assert_eq!(got, [b"small".to_vec()]);
 }
 
+/// One batch reused across calls that fill different numbers of slots: what the kernel
+/// wrote back last time (a truncation flag, name and control lengths, lengths) never
+/// leaks into the next call's datagrams, senders or TTLs.
+#[test]
+fn a_reused_batch_reports_each_call_afresh() {
+    let rx = bind(&SocketOptions { recv_ttl: true, ..SocketOptions::default() });
+    let a = bind(&SocketOptions { pmtu_probe: false, ..SocketOptions::default() });
+    let b = bind(&SocketOptions::default());
+    let mut batch = RecvBatch::new(4, 2048);
+    // Call 1 fills every slot: a truncated datagram first, then three with TTLs.
+    a.send_to(&[9; 3000], rx.local_addr(), None).unwrap();
+    for (i, ttl) in [(1u8, 7u8), (2, 8), (3, 9)] {
+        a.send_to(&[i; 100], rx.local_addr(), Some(ttl)).unwrap();
+    }
+    let (got, truncated) = recv_n(&rx, &mut batch, 3);
+    assert_eq!(truncated, 1);
+    assert_eq!(got, [(vec![1; 100], Some(7)), (vec![2; 100], Some(8)), (vec![3; 100], Some(9))]);
+    // Call 2 fills one slot, shorter, from another sender, default TTL.
+    b.send_to(b"x", rx.local_addr(), None).unwrap();
+    assert!(rx.wait_readable(Duration::from_secs(5)).unwrap());
+    assert_eq!(batch.recv(rx.as_fd()).unwrap(), 1);
+    assert_eq!(batch.truncated(), 0);
+    let d = batch.iter().next().unwrap();
+    assert_eq!((d.data, d.from, d.ttl), (&b"x"[..], b.local_addr(), Some(64)));
+    // Call 3 finds nothing and says so.
+    assert_eq!(batch.recv(rx.as_fd()).unwrap(), 0);
+    assert_eq!(batch.iter().count(), 0);
+    // Call 4: slot 0 now holds a full-size datagram after the 1-byte one.
+    a.send_to(&[5; 2048], rx.local_addr(), None).unwrap();
+    let (got, truncated) = recv_n(&rx, &mut batch, 1);
+    assert_eq!((got.len(), truncated), (1, 0));
+    assert_eq!(got[0].0, vec![5; 2048]);
+}
+
 fn leak(ports: Vec<u16>) -> &'static [u16] {
     Box::leak(ports.into_boxed_slice())
 }
