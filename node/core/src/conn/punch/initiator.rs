@@ -12,8 +12,8 @@ use tern_wire::hyperdht::Command;
 use tern_wire::{AddrList, Decode, Encode};
 
 use super::{
-    ClientSide, InitiatorSeed, LocalNat, MAX_SESSIONS, PROBE, Received, Session, Stage,
-    UNKNOWN_WAIT, consistent, seal,
+    ClientSide, InitiatorSeed, LocalNat, MAX_SESSIONS, OPEN_SESSION_TTL, PROBE, Received, Session,
+    Stage, UNKNOWN_WAIT, consistent, seal,
 };
 use crate::conn::{ConnectError, Connections, NetView, Origin};
 
@@ -76,7 +76,7 @@ impl Connections {
         let nonce = self.nonce();
         let Some(s) = self.punches.get_mut(&stream) else { return };
         let Some(c) = s.client.as_mut() else { return };
-        tx.push(s.socket, c.server_address, &PROBE);
+        open_session(tx, s.socket, c.server_address);
         self.stats.probes_sent += 1;
         c.stage = Stage::Probe;
         let payload = HolepunchPayload {
@@ -238,7 +238,7 @@ impl Connections {
                     && peer != c.server_address
                 {
                     c.server_address = peer;
-                    tx.push(s.socket, peer, &PROBE);
+                    open_session(tx, s.socket, peer);
                     self.stats.probes_sent += 1;
                     s.know_host(*peer.ip());
                 }
@@ -292,5 +292,86 @@ impl Connections {
             return self.abort_initiator(rpc, now, stream, "both NATs randomise ports", tx);
         }
         self.punch_round(rpc, now, stream, tx);
+    }
+}
+
+/// The opening probe towards where we believe the server is (hyperdht `openSession`):
+/// with an IP TTL of [`OPEN_SESSION_TTL`] it creates the mapping in our own NAT and
+/// dies on the way, before the server's NAT sees an unsolicited packet it might answer
+/// by blocking or remapping that flow. Where the path is shorter (a LAN, loopback) it
+/// arrives and the server echoes it, which connects at once.
+fn open_session(tx: &mut TxQueue, socket: tern_base::SocketId, to: SocketAddrV4) {
+    tx.push_with(socket, to, Some(OPEN_SESSION_TTL), PROBE.len(), |buf| {
+        buf.copy_from_slice(&PROBE);
+        Some(PROBE.len())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::Ipv4Addr;
+
+    use tern_base::SocketId;
+    use tern_crypto::noise::{IkInitiator, IkResponder};
+    use tern_crypto::{KeyPair, PublicKey};
+    use tern_dht::OpId;
+    use tern_rpc::RpcConfig;
+    use tern_udx::{Udx, UdxConfig};
+    use tern_wire::RelayPair;
+
+    use super::*;
+    use crate::conn::ConnConfig;
+
+    fn handshake() -> tern_crypto::noise::HandshakeResult {
+        let server = KeyPair::from_seed(&[2; 32]);
+        let mut init =
+            IkInitiator::new(&[1; 32], &PublicKey(*server.public_key().as_bytes()), &[3; 32])
+                .unwrap();
+        let mut resp = IkResponder::new(&[2; 32], &[4; 32]).unwrap();
+        let m1 = init.write_message_1(b"").unwrap();
+        resp.read_message_1(&m1).unwrap();
+        let (m2, _) = resp.write_message_2(b"").unwrap();
+        init.read_message_2(&m2).unwrap().1
+    }
+
+    /// The probe round opens our NAT towards the server with a short-lived probe (IP
+    /// TTL 5, as hyperdht's `openSession`) and asks the server's relay to pass on our
+    /// view; only the opening probe is low-TTL.
+    #[test]
+    fn the_opening_probe_is_low_ttl() {
+        let now = Timestamp::ZERO;
+        let mut rpc = Rpc::new(RpcConfig::default(), now, 1, [9; 32]);
+        let mut conns =
+            Connections::new(ConnConfig::default(), Udx::new(UdxConfig::default()), 1, &[7; 32]);
+        let server = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 4000);
+        let relay = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 49737);
+        let seed = InitiatorSeed {
+            op: OpId(1),
+            target: tern_base::NodeId([5; 32]),
+            stream: 11,
+            remote_stream: 12,
+            handshake: handshake(),
+            hp_id: 0,
+            relays: vec![RelayPair { relay_address: relay, peer_address: server }],
+            relay,
+            server_address: server,
+        };
+        let net = NetView {
+            open_address: None,
+            socket: SocketId::CLIENT,
+            nat: Some(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), 5000)),
+        };
+        let mut tx = TxQueue::new(64);
+        assert!(conns.start_initiator(&mut rpc, now, seed, net, &mut tx).is_ok());
+        let sent: Vec<(SocketAddrV4, Option<u8>, usize)> =
+            tx.iter().map(|(m, d)| (m.dest, m.ttl, d.len())).collect();
+        assert!(sent.contains(&(server, Some(OPEN_SESSION_TTL), 1)), "{sent:?}");
+        // The PEER_HOLEPUNCH to the relay goes out with the default TTL.
+        assert!(
+            sent.iter().any(|&(to, ttl, len)| to == relay && ttl.is_none() && len > 1),
+            "{sent:?}"
+        );
     }
 }

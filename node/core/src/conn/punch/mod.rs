@@ -15,10 +15,10 @@
 //! we cannot open the reference's 256 "birthday" sockets; RANDOM here / CONSISTENT there
 //! probes from the one socket instead, which works when their NAT filters by host only
 //! (or not at all) and rarely otherwise. CONSISTENT here / RANDOM there works as in the
-//! reference (we spray the remote host's ports); RANDOM / RANDOM is refused. Probes also go out with the default TTL: the
-//! low-TTL "open session" probe of the reference needs a per-datagram TTL the transmit
-//! queue does not carry; on the NATs we test (Linux conntrack) a full-TTL probe opens the
-//! same mapping.
+//! reference (we spray the remote host's ports); RANDOM / RANDOM is refused. As in the
+//! reference, the client's opening probes (the probe round's, and the one towards a
+//! server that answered from another address) go out with an IP TTL of 5, and every
+//! punching probe with the default TTL.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -38,6 +38,9 @@ mod responder;
 
 /// The probe datagram: one zero byte (datagrams of at most one byte are probes, §10.4).
 pub(crate) const PROBE: [u8; 1] = [0];
+/// IP TTL of the client's opening probes (hyperdht `HOLEPUNCH_TTL`): enough to leave our
+/// NAT, too little to reach a peer across the internet.
+const OPEN_SESSION_TTL: u8 = 5;
 /// Consistent strategy: rounds of probes, one second apart (reference: 10 × 1 s).
 const CONSISTENT_ROUNDS: u32 = 10;
 const CONSISTENT_INTERVAL: Duration = Duration::from_secs(1);
