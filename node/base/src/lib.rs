@@ -10,7 +10,7 @@ mod rng;
 mod time;
 mod tx;
 
-pub use endpoint::{Endpoint, SocketSpec};
+pub use endpoint::{Endpoint, OpenError, SocketOp, SocketSpec};
 pub use id::NodeId;
 pub use rng::Rng;
 pub use time::Timestamp;

@@ -36,8 +36,9 @@ use tern_udp::RecvBatch;
 /// once like commands do; the bound keeps a wedged thread from hanging the caller.
 const SPAWN_WAIT: Duration = Duration::from_secs(1);
 
-/// Most sockets one endpoint may ask for (socket indices live in 16 bits of the
-/// event token; a DHT node uses 2, holepunching a few more).
+/// Most sockets one endpoint may ask for at start (socket indices live in 16 bits of
+/// the event token; a DHT node uses 2). Sockets opened at run time have their own cap,
+/// [`crate::MAX_RUNTIME_SOCKETS`].
 pub const MAX_SOCKETS_PER_ENDPOINT: usize = 64;
 
 /// Why a driver could not start or did not stop cleanly.
@@ -285,6 +286,7 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
             send_batch: b.send_batch,
             tx_capacity: b.tx_capacity,
             limits: b.limits,
+            socket_options: b.socket_options.clone(),
         };
         let mut setup = "";
         for thread in 0..b.threads {
@@ -295,6 +297,7 @@ impl<E: Endpoint + Send + 'static> Driver<E> {
             // SINGLE_ISSUER belongs to the thread that created it.
             let (init_tx, init_rx) = std::sync::mpsc::sync_channel(1);
             let (clock, thread_shared, pin) = (driver.clock, shared.clone(), b.pin_threads);
+            let config = config.clone();
             let join = std::thread::Builder::new()
                 .name(format!("{}-{thread}", b.name))
                 .spawn(move || {

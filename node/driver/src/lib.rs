@@ -48,6 +48,7 @@ pub use driver::{
     Driver, DriverError, EndpointHandle, MAX_SOCKETS_PER_ENDPOINT, SendError, SpawnError,
 };
 pub use io::{IoBackend, IoMode, ParseIoModeError, UringUnavailable};
+pub use shard::MAX_RUNTIME_SOCKETS;
 pub use stats::DriverStats;
 /// The receive slot length: the longest datagram a node built on this driver receives
 /// whole (libudx, under the JS reference, receives into a buffer of the same size).

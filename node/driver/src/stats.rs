@@ -78,4 +78,13 @@ stats! {
     endpoints_closed,
     /// Endpoints whose sockets could not be registered with the event loop.
     endpoints_failed,
+    /// Sockets opened at run time (`SocketOp::Open`).
+    sockets_opened,
+    /// Run-time sockets closed (`SocketOp::Close`).
+    sockets_closed,
+    /// Run-time opens refused (the per-endpoint cap, EMFILE ...), reported to the
+    /// endpoint.
+    sockets_refused,
+    /// Times an endpoint had more socket ops than one settle applies.
+    socket_ops_limited,
 }

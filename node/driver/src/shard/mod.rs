@@ -19,8 +19,14 @@
 //! half full, and at the end of the turn. Consecutive inputs to one endpoint (a whole
 //! receive batch) thus share one `sendmmsg`, and memory stays one queue per thread
 //! rather than one per endpoint.
+//!
+//! Sockets an endpoint opens or closes while it runs (`dynamic`) are applied when it
+//! settles, after its transmit queue is flushed.
 
+mod dynamic;
 mod sockets;
+
+pub use dynamic::MAX_RUNTIME_SOCKETS;
 #[cfg(test)]
 mod tests;
 
@@ -46,8 +52,8 @@ use sockets::Sock;
 /// Token of the mailbox's eventfd; endpoint slots never reach `u32::MAX`.
 const WAKER_TOKEN: u64 = u64::MAX;
 
-/// Sizes of a shard's buffers.
-#[derive(Debug, Clone, Copy)]
+/// Sizes of a shard's buffers, and how it opens run-time sockets.
+#[derive(Debug, Clone)]
 pub(crate) struct ShardConfig {
     pub(crate) recv_slots: usize,
     pub(crate) slot_len: usize,
@@ -57,6 +63,8 @@ pub(crate) struct ShardConfig {
     pub(crate) send_batch: usize,
     pub(crate) tx_capacity: usize,
     pub(crate) limits: WorkLimits,
+    /// Options of sockets opened at run time ([`tern_base::SocketOp::Open`]).
+    pub(crate) socket_options: tern_udp::SocketOptions,
 }
 
 /// A running endpoint and its sockets.
@@ -64,6 +72,9 @@ struct Live<E> {
     id: u64,
     endpoint: E,
     sockets: Vec<Sock>,
+    /// The token index the next run-time socket tries first (indices of live sockets
+    /// are skipped; wrapping, so a long-lived endpoint never runs out).
+    next_key: u16,
     /// The deadline this endpoint has in the timer heap (`NEVER`: none).
     armed: Timestamp,
     /// Already in `Shard::touched` this turn.
@@ -111,6 +122,10 @@ pub(crate) struct Shard<E: Endpoint, B: Backend> {
     mailbox_pending: bool,
     limits: WorkLimits,
     stats: DriverStats,
+    /// Options of run-time sockets.
+    socket_options: tern_udp::SocketOptions,
+    /// Scratch list for `flush_tx`: the sockets a queue names.
+    tx_sockets: Vec<tern_base::SocketId>,
 }
 
 impl<E: Endpoint, B: Backend> Shard<E, B> {
@@ -142,6 +157,8 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             mailbox_pending: false,
             limits: config.limits,
             stats: DriverStats::default(),
+            socket_options: dynamic::runtime_options(config.socket_options),
+            tx_sockets: Vec::new(),
         })
     }
 
@@ -229,6 +246,10 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                 continue;
             };
             live.touched = false;
+            self.apply_socket_ops(slot);
+            let Some(live) = self.slots.get_mut(slot as usize).and_then(|s| s.live.as_mut()) else {
+                continue;
+            };
             if live.endpoint.is_closed() {
                 self.remove(slot);
                 continue;
@@ -240,6 +261,8 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             }
         }
         self.touched.clear();
+        // Datagrams `socket_opened` queued.
+        self.flush_tx();
         // Stale entries accumulate when deadlines keep moving earlier; rebuilding
         // from the slots keeps the heap within a small multiple of the endpoints.
         if self.timers.len() > 4 * self.live + 1024 {
@@ -324,7 +347,12 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             }
         };
         let generation = self.slot_generation(slot);
-        let socks: Vec<Sock> = sockets.into_iter().map(|(id, s)| Sock::new(id, s)).collect();
+        let socks: Vec<Sock> = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, s))| Sock::new(id, i as u16, false, s))
+            .collect();
+        let next_key = socks.len() as u16;
         for (i, sock) in socks.iter().enumerate() {
             if let Err(e) = self.backend.register(sock.fd(), token(slot, generation, i)) {
                 tracing::warn!(error = %e, "cannot watch an endpoint's socket; endpoint dropped");
@@ -345,8 +373,15 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                 recv_buffer = buffers.recv, send_buffer = buffers.send, "socket bound");
         }
         self.switch_tx(slot);
-        let mut live =
-            Live { id, endpoint, sockets: socks, armed: Timestamp::NEVER, touched: false, alive };
+        let mut live = Live {
+            id,
+            endpoint,
+            sockets: socks,
+            next_key,
+            armed: Timestamp::NEVER,
+            touched: false,
+            alive,
+        };
         live.endpoint.bound(now, &local, &mut self.tx);
         Self::touch(&mut self.touched, &mut live, slot);
         self.slots[slot as usize].live = Some(live);

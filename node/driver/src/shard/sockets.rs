@@ -24,13 +24,18 @@ use crate::stats::DriverStats;
 /// One bound socket of an endpoint.
 pub(super) struct Sock {
     pub(super) id: SocketId,
+    /// The socket's index in its event token: stable for the socket's life (its
+    /// position in `Live::sockets` is not, once run-time sockets close).
+    pub(super) key: u16,
+    /// Opened at run time ([`tern_base::SocketOp::Open`]), so it may be closed.
+    pub(super) dynamic: bool,
     pub(super) socket: UdpSocket,
     pub(super) backlog: Backlog,
 }
 
 impl Sock {
-    pub(super) fn new(id: SocketId, socket: UdpSocket) -> Self {
-        Self { id, socket, backlog: Backlog::default() }
+    pub(super) fn new(id: SocketId, key: u16, dynamic: bool, socket: UdpSocket) -> Self {
+        Self { id, key, dynamic, socket, backlog: Backlog::default() }
     }
 
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
@@ -90,6 +95,15 @@ impl Backlog {
     }
 }
 
+/// The position in `sockets` of the socket whose token index is `key`. The sockets
+/// from `Endpoint::sockets` sit at their key, so the common case is one comparison.
+pub(super) fn position(sockets: &[Sock], key: usize) -> Option<usize> {
+    if sockets.get(key).is_some_and(|s| usize::from(s.key) == key) {
+        return Some(key);
+    }
+    sockets.iter().position(|s| usize::from(s.key) == key)
+}
+
 /// `tx`'s datagrams for socket `id`, as send items.
 fn items_for(tx: &TxQueue, id: SocketId) -> impl Iterator<Item = OutDatagram<'_>> {
     tx.iter().filter(move |(m, _)| m.socket == id).map(|(m, data)| OutDatagram {
@@ -106,14 +120,29 @@ struct Io<'s, B> {
     sender: &'s mut SendBatch,
     limits: &'s WorkLimits,
     stats: &'s mut DriverStats,
+    /// Scratch list of the sockets one flush sends from (kept to avoid allocating).
+    used: &'s mut Vec<SocketId>,
 }
 
 impl<B: Backend> Io<'_, B> {
     /// Sends `tx`'s datagrams from the endpoint's `sockets`; parks what does not fit.
     fn flush(&mut self, tx: &TxQueue, sockets: &mut [Sock], slot: u32, generation: u16) {
-        let known = tx.iter().filter(|(m, _)| sockets.iter().any(|s| s.id == m.socket)).count();
-        self.stats.tx_unknown_socket += (tx.len() - known) as u64;
-        for (index, sock) in sockets.iter_mut().enumerate() {
+        // The sockets the queue names, in first-use order: an endpoint with hundreds
+        // of birthday sockets must not cost every flush a pass per socket.
+        let mut used = std::mem::take(self.used);
+        used.clear();
+        for (m, _) in tx.iter() {
+            if used.last() != Some(&m.socket) && !used.contains(&m.socket) {
+                used.push(m.socket);
+            }
+        }
+        for &id in &used {
+            let Some(sock) = sockets.iter_mut().find(|s| s.id == id) else {
+                self.stats.tx_unknown_socket +=
+                    tx.iter().filter(|(m, _)| m.socket == id).count() as u64;
+                continue;
+            };
+            let index = usize::from(sock.key);
             let mut items = items_for(tx, sock.id).peekable();
             if !sock.backlog.is_empty() {
                 // Keep order: queue behind the parked ones; the writable event that
@@ -154,6 +183,7 @@ impl<B: Backend> Io<'_, B> {
                 done += out.loaded;
             }
         }
+        *self.used = used;
     }
 
     /// Sends parked datagrams of `sock` while the kernel takes them.
@@ -188,6 +218,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                     sender: &mut self.sender,
                     limits: &self.limits,
                     stats: &mut self.stats,
+                    used: &mut self.tx_sockets,
                 };
                 io.flush(&self.tx, &mut live.sockets, slot, generation);
             }
@@ -202,12 +233,14 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
         let Some(live) = self.slots.get_mut(slot as usize).and_then(|s| s.live.as_mut()) else {
             return;
         };
-        let Some(sock) = live.sockets.get_mut(index) else { return };
+        let Some(at) = position(&live.sockets, index) else { return };
+        let sock = &mut live.sockets[at];
         let mut io = Io {
             backend: &mut self.backend,
             sender: &mut self.sender,
             limits: &self.limits,
             stats: &mut self.stats,
+            used: &mut self.tx_sockets,
         };
         io.drain_backlog(sock, token(slot, generation, index));
     }
@@ -223,10 +256,11 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
         let Some(live) = self.slots.get_mut(slot as usize).and_then(|s| s.live.as_mut()) else {
             return;
         };
-        let Some(id) = live.sockets.get(index).map(|s| s.id) else { return };
+        let Some(at) = position(&live.sockets, index) else { return };
+        let id = live.sockets[at].id;
         loop {
             let t = token(slot, generation, index);
-            let n = match self.rx.recv(t, &live.sockets[index].socket) {
+            let n = match self.rx.recv(t, &live.sockets[at].socket) {
                 Ok(n) => n,
                 Err(e) => {
                     self.stats.recv_errors += 1;
@@ -247,6 +281,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                         sender: &mut self.sender,
                         limits: &self.limits,
                         stats: &mut self.stats,
+                        used: &mut self.tx_sockets,
                     };
                     io.flush(&self.tx, &mut live.sockets, slot, generation);
                     self.tx.clear();

@@ -113,6 +113,7 @@ fn shard(limits: WorkLimits) -> (TestShard, crossbeam_channel::Sender<Msg<Burst>
         send_batch: 16,
         tx_capacity: 4096,
         limits,
+        socket_options: SocketOptions::default(),
     };
     let mut shard =
         Shard::new(Fake::default(), RecvBatch::new(8, 2048), Clock::new(), shared, rx, config)
