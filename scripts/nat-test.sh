@@ -18,7 +18,8 @@
 # Cases: tern<->tern, JS client -> tern server and tern client -> JS server behind two
 # consistent NATs; an idle connection behind short NAT timeouts; JS behind a random NAT
 # <-> tern behind a consistent one (the JS side opens its birthday sockets, tern sprays
-# ports); tern behind a random NAT -> a reachable server; two hosts behind the same NAT,
+# ports) and the other way round (tern opens its birthday sockets, the tern or JS
+# server sprays); tern behind a random NAT -> a reachable server; two hosts behind the same NAT,
 # which does not loop packets for its public address back inside ("hairpinning"), so only
 # the LAN shortcut connects them (tern<->tern, JS client -> tern server, tern client -> JS
 # server). Every wait is bounded.
@@ -245,9 +246,17 @@ set_nat nat2 random
 pk=$(tern_server a 3333333333333333333333333333333333333333333333333333333333333333)
 js_client b "$pk" "JS client (b, random NAT) -> tern server (a)"
 
+echo "== tern behind a random NAT -> servers behind a consistent one (birthday sockets)"
+# b's NAT gives each of its sockets a new random port, a's lets in only what a's own
+# mapping was opened to: b opens 255 extra sockets probing a's address, the server
+# sprays b's host's ports until one lands on a mapping. Fresh servers: each node allows
+# one random punch per 20 s.
+pk=$(tern_server a 8888888888888888888888888888888888888888888888888888888888888888)
+tern_client b "$pk" "tern client (b, random NAT) -> tern server (a)"
+pk=$(js_server a 9999999999999999999999999999999999999999999999999999999999999999)
+tern_client b "$pk" "tern client (b, random NAT) -> JS server (a)"
+
 echo "== tern behind a random NAT -> a reachable tern server"
-# (Random here / port-restricted there needs the reference's birthday sockets or luck;
-# that part of the matrix runs deterministically in tern-sim's holepunch_matrix test.)
 out="$WORK/server-wan.out"
 ip netns exec "$P-wan" "$TERN" listen --echo --firewalled false --port 49800 \
   --seed 5555555555555555555555555555555555555555555555555555555555555555 --bootstrap "$BOOT" \

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
+use tern_base::{Endpoint, NodeId, OpenError, SocketId, SocketOp, SocketSpec, Timestamp, TxQueue};
 use tern_crypto::KeyPair;
 use tern_dht::{DhtClient, DhtEvent, DhtServer, OpId, Store, StoreLimits};
 use tern_rpc::{ReqId, Rpc, RpcConfig, RpcEvent, RpcStats, TableChange};
@@ -610,6 +610,8 @@ impl Endpoint for Node {
             self.bound = *server;
             self.conns.set_lan_addresses(self.bound, &self.lan_hosts);
         }
+        // Birthday sockets bind where the node's own sockets do.
+        self.conns.set_socket_host(self.host);
         if self.bootstrap_on_bind {
             self.handle_command(now, NodeCommand::Bootstrap, tx);
         }
@@ -636,5 +638,20 @@ impl Endpoint for Node {
 
     fn poll_timeout(&self) -> Timestamp {
         Node::poll_timeout(self)
+    }
+
+    fn poll_socket_op(&mut self) -> Option<SocketOp> {
+        self.conns.poll_socket_op()
+    }
+
+    fn socket_opened(
+        &mut self,
+        now: Timestamp,
+        id: SocketId,
+        result: Result<SocketAddrV4, OpenError>,
+        tx: &mut TxQueue,
+    ) {
+        self.conns.socket_opened(id, result, tx);
+        self.drain(now, tx);
     }
 }

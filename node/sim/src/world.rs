@@ -24,7 +24,7 @@ use std::net::SocketAddrV4;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use tern_base::{Rng, SocketId, Timestamp, TxQueue};
+use tern_base::{Endpoint, OpenError, Rng, SocketId, SocketOp, Timestamp, TxQueue};
 use tern_core::{ConnEvent, Node, NodeCommand, NodeConfig, NodeEvent, Origin};
 use tern_dht::{DhtEvent, OpId};
 use tern_netsim::{
@@ -314,6 +314,7 @@ impl World {
             placement,
             local: SocketAddrV4::new(ip, SERVER_PORT),
             client_port,
+            extra: Vec::new(),
             state: NodeState::Idle,
             timer_at: Timestamp::NEVER,
             backlog: Vec::new(),
@@ -498,6 +499,8 @@ impl World {
             SocketId::SERVER
         } else if port == n.client_port {
             SocketId::CLIENT
+        } else if let Some(&(id, _)) = n.extra.iter().find(|(_, p)| *p == port) {
+            id
         } else {
             self.stats.port_unreachable += 1;
             return self.slab.free(slot);
@@ -562,6 +565,7 @@ impl World {
     /// Drains node `i`'s outputs after an input and reschedules its timer.
     fn after_input(&mut self, i: usize) {
         self.flush(i);
+        self.socket_ops(i);
         self.drain_events(i);
         let Some(n) = self.nodes.get(i) else { return };
         if n.state == NodeState::Running {
@@ -580,6 +584,39 @@ impl World {
         self.queue.push(at, Ev::Timer(i as u32));
     }
 
+    /// Opens and closes the sockets node `i` asks for, as the driver does: a fresh
+    /// ephemeral port per open (bounded like the driver's per-endpoint cap).
+    fn socket_ops(&mut self, i: usize) {
+        const MAX_EXTRA: usize = 264;
+        for _ in 0..2 * MAX_EXTRA + 64 {
+            let Some(n) = self.nodes.get_mut(i) else { return };
+            let Some(op) = n.node.poll_socket_op() else { return };
+            match op {
+                SocketOp::Close(id) => n.extra.retain(|(s, _)| *s != id),
+                SocketOp::Open { id, .. } => {
+                    let result = if n.extra.len() >= MAX_EXTRA {
+                        Err(OpenError::Limit)
+                    } else {
+                        let port = loop {
+                            let p = 32_768 + self.rng.below(28_232) as u16;
+                            let taken = p == SERVER_PORT
+                                || p == n.client_port
+                                || n.extra.iter().any(|(_, q)| *q == p);
+                            if !taken {
+                                break p;
+                            }
+                        };
+                        n.extra.push((id, port));
+                        Ok(SocketAddrV4::new(*n.local.ip(), port))
+                    };
+                    let now = self.now;
+                    n.node.socket_opened(now, id, result, &mut self.tx);
+                    self.flush(i);
+                }
+            }
+        }
+    }
+
     /// Sends what node `i` queued.
     fn flush(&mut self, i: usize) {
         if self.tx.is_empty() {
@@ -587,10 +624,11 @@ impl World {
         }
         let Some(n) = self.nodes.get(i) else { return self.tx.clear() };
         let (host, client_port, forger) = (n.host, n.client_port, n.forger);
+        let extra = &n.extra;
         let placement_port = |s: SocketId| match s {
             SocketId::SERVER => Some(SERVER_PORT),
             SocketId::CLIENT => Some(client_port),
-            _ => None,
+            _ => extra.iter().find(|(id, _)| *id == s).map(|(_, p)| *p),
         };
         for (meta, bytes) in self.tx.iter() {
             let Some(src_port) = placement_port(meta.socket) else { continue };

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures_channel::{mpsc, oneshot};
-use tern_base::{Endpoint, NodeId, SocketId, SocketSpec, Timestamp, TxQueue};
+use tern_base::{Endpoint, NodeId, OpenError, SocketId, SocketOp, SocketSpec, Timestamp, TxQueue};
 use tern_core::{ConnEvent, ListenerId, Node, NodeCommand, NodeEvent, NodeStats};
 use tern_dht::{DhtEvent, OpError, OpId, OpOutput};
 use tern_rpc::TableChange;
@@ -407,6 +407,21 @@ impl Endpoint for ApiNode {
             return Timestamp::ZERO;
         }
         self.node.poll_timeout()
+    }
+
+    fn poll_socket_op(&mut self) -> Option<SocketOp> {
+        self.node.poll_socket_op()
+    }
+
+    fn socket_opened(
+        &mut self,
+        now: Timestamp,
+        id: SocketId,
+        result: Result<SocketAddrV4, OpenError>,
+        tx: &mut TxQueue,
+    ) {
+        self.node.socket_opened(now, id, result, tx);
+        self.drain(now, tx);
     }
 
     fn is_closed(&self) -> bool {

@@ -159,6 +159,10 @@ pub struct ConnStats {
     pub lan_pings: u64,
     /// Connections whose path is the server's LAN address (the ping beat the holepunch).
     pub lan_connects: u64,
+    /// Birthday sockets opened for punches from behind a RANDOM NAT (see `punch`).
+    pub birthday_sockets_opened: u64,
+    /// Birthday sockets the driver could not open (descriptor limit, its cap).
+    pub birthday_sockets_failed: u64,
 }
 
 impl ConnStats {
@@ -175,6 +179,8 @@ impl ConnStats {
             early_packets,
             lan_pings,
             lan_connects,
+            birthday_sockets_opened,
+            birthday_sockets_failed,
         } = other;
         self.connections += connections;
         self.holepunches += holepunches;
@@ -186,6 +192,8 @@ impl ConnStats {
         self.early_packets += early_packets;
         self.lan_pings += lan_pings;
         self.lan_connects += lan_connects;
+        self.birthday_sockets_opened += birthday_sockets_opened;
+        self.birthday_sockets_failed += birthday_sockets_failed;
     }
 }
 
@@ -260,6 +268,8 @@ pub struct Connections {
     lan_addresses: Vec<SocketAddrV4>,
     random_punches: u32,
     last_random_punch: Option<Timestamp>,
+    /// Sockets opened at run time (birthday sockets) and their owners.
+    sockets: punch::BirthdaySockets,
     /// Work queued by request handlers for the next `after_input`.
     pending_probes: Vec<(SocketId, SocketAddrV4)>,
     pending_punches: Vec<u32>,
@@ -300,6 +310,7 @@ impl Connections {
             lan_addresses: Vec::new(),
             random_punches: 0,
             last_random_punch: None,
+            sockets: punch::BirthdaySockets::default(),
             pending_probes: Vec::new(),
             pending_punches: Vec::new(),
             pending_ends: Vec::new(),
@@ -434,9 +445,13 @@ impl Connections {
 
     /// Routes UDX events that concern connection setup; returns the others.
     pub(crate) fn on_udx_event(&mut self, now: Timestamp, event: UdxEvent) -> Option<UdxEvent> {
+        if let UdxEvent::Closed { id, .. } = event {
+            // A stream that ran on a birthday socket takes the socket with it.
+            self.stream_gone(id);
+        }
         match event {
-            UdxEvent::Connected { id, remote, .. } => {
-                if self.on_responder_connected(now, id, remote) {
+            UdxEvent::Connected { id, socket, remote } => {
+                if self.on_responder_connected(now, id, socket, remote) {
                     return None;
                 }
                 let a = self.awaiting.remove(&id)?;

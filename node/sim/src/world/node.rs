@@ -51,6 +51,8 @@ pub struct SimNode {
     pub(super) placement: Placement,
     pub(super) local: SocketAddrV4,
     pub(super) client_port: u16,
+    /// Sockets the node opened at run time (birthday sockets): id and local port.
+    pub(super) extra: Vec<(tern_base::SocketId, u16)>,
     pub(super) state: NodeState,
     pub(super) timer_at: Timestamp,
     /// Datagrams (slab slot, local port) that arrived while paused.

@@ -7,18 +7,19 @@
 //! initiator) binds its UDX stream to the address the first probe came from, the server
 //! (the responder) echoes every probe and binds on the client's first UDX packet.
 //!
-//! One deliberate difference from the reference: tern punches from the node's own socket
-//! (the one its DHT requests leave from) instead of a fresh socket per connection. That
-//! socket's NAT mapping is sampled by every DHT reply already (the rpc NAT sampler), so the
-//! NAT class is known at once instead of after four extra pings, and the stream ends up on
-//! the socket the driver already polls. The price: behind a port-randomising (RANDOM) NAT
-//! we cannot open the reference's 256 "birthday" sockets; RANDOM here / CONSISTENT there
-//! probes from the one socket instead, which works when their NAT filters by host only
-//! (or not at all) and rarely otherwise. CONSISTENT here / RANDOM there works as in the
-//! reference (we spray the remote host's ports); RANDOM / RANDOM is refused. As in the
-//! reference, the client's opening probes (the probe round's, and the one towards a
-//! server that answered from another address) go out with an IP TTL of 5, and every
-//! punching probe with the default TTL.
+//! One deliberate difference from the reference: probes leave from the node's own
+//! socket (the one its DHT requests leave from) rather than a fresh socket per
+//! connection. That socket's NAT mapping is sampled by every DHT reply already (the rpc
+//! NAT sampler), so the NAT class is known at once instead of after four extra pings,
+//! and the stream ends up on a socket the driver already polls. Behind a
+//! port-randomising (RANDOM) NAT towards a CONSISTENT one, the session also opens the
+//! reference's "birthday" sockets through the driver (255 more, see `birthday`); the
+//! stream then lives on whichever socket the peer's probe (client) or first UDX packet
+//! (server) arrived on, and that socket closes with the stream. CONSISTENT here / RANDOM
+//! there sprays the remote host's ports as in the reference; RANDOM / RANDOM is refused.
+//! As in the reference, the client's opening probes (the probe round's, and the one
+//! towards a server that answered from another address) and each birthday socket's
+//! first probes go out with an IP TTL of 5, every other punching probe with the default.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -33,8 +34,11 @@ use tern_wire::{AddrList, Decode, Encode, RelayPair};
 
 use super::{ConnectError, Connections, ListenerId, NetView, Origin};
 
+mod birthday;
 mod initiator;
 mod responder;
+
+pub(crate) use birthday::BirthdaySockets;
 
 /// The probe datagram: one zero byte (datagrams of at most one byte are probes, §10.4).
 pub(crate) const PROBE: [u8; 1] = [0];
@@ -102,6 +106,9 @@ enum Strategy {
     Consistent,
     /// Random ports of one verified remote host.
     RandomPorts(Ipv4Addr),
+    /// From up to 256 sockets of ours to the remote's verified address (see
+    /// `birthday`).
+    Birthday(SocketAddrV4),
 }
 
 #[derive(Debug)]
@@ -167,6 +174,8 @@ pub(crate) struct Session {
     slot: Option<u64>,
     /// A responder's announce relays: only holepunches they forward get address tokens.
     our_relays: Vec<SocketAddrV4>,
+    /// The birthday sockets of a `Strategy::Birthday` punch.
+    birthday: Option<birthday::Birthday>,
 }
 
 /// What a server needs to start a responder session for an accepted handshake.
@@ -214,6 +223,7 @@ impl Session {
             client: None,
             slot: None,
             our_relays: Vec::new(),
+            birthday: None,
         }
     }
 
@@ -242,25 +252,22 @@ impl Session {
     }
 
     /// The strategy for both NAT classes (reference `_punch`), `None` when none fits:
-    /// RANDOM on our side would need the reference's birthday sockets (see the module
-    /// docs); CONSISTENT here / RANDOM there needs a verified remote host and the
-    /// random-punch throttle's permission.
+    /// a RANDOM side needs a verified remote address and the random-punch throttle's
+    /// permission; RANDOM / RANDOM has none.
     fn strategy(&self, random_ok: bool) -> Option<Strategy> {
         let (local, remote) = (self.local.firewall, self.remote_firewall);
         if consistent(local) && consistent(remote) {
             return Some(Strategy::Consistent);
         }
-        let verified = self.remote.iter().find(|a| a.verified).map(|a| *a.addr.ip());
+        let verified = self.remote.iter().find(|a| a.verified).map(|a| a.addr);
         match verified {
-            Some(host) if consistent(local) && remote == Firewall::Random && random_ok => {
-                Some(Strategy::RandomPorts(host))
+            Some(addr) if consistent(local) && remote == Firewall::Random && random_ok => {
+                Some(Strategy::RandomPorts(*addr.ip()))
             }
-            // Our NAT randomises, theirs does not: where the reference opens 256
-            // birthday sockets, we probe their addresses from our one socket. That
-            // opens one mapping towards them, which their side reaches when its NAT
-            // filters by host only (or not at all), or by luck of its port spray.
-            Some(_) if local == Firewall::Random && consistent(remote) && random_ok => {
-                Some(Strategy::Consistent)
+            // Our NAT randomises, theirs does not: many sockets of ours, one port of
+            // theirs (see `birthday`).
+            Some(addr) if local == Firewall::Random && consistent(remote) && random_ok => {
+                Some(Strategy::Birthday(addr))
             }
             _ => None,
         }
@@ -354,6 +361,7 @@ impl Connections {
     ) {
         let Some(s) = self.punches.remove(&stream) else { return };
         self.forget_session(&s);
+        self.release_sockets(stream, None);
         self.stats.holepunch_failures += 1;
         self.udx.destroy(now, stream, tx);
         if let (Origin::Client(op), Some(e)) = (s.origin, error) {
@@ -385,11 +393,12 @@ impl Connections {
         // The responder waits a second first: the initiator's first probes are already on
         // their way ("fast mode").
         let first = if s.client.is_none() && !random { now + CONSISTENT_INTERVAL } else { now };
-        let (rounds, interval) = match strategy {
-            Strategy::Consistent => (CONSISTENT_ROUNDS, CONSISTENT_INTERVAL),
-            Strategy::RandomPorts(_) => (RANDOM_PROBES, RANDOM_INTERVAL),
+        let (rounds, interval, pause) = match strategy {
+            Strategy::Consistent => (CONSISTENT_ROUNDS, CONSISTENT_INTERVAL, Duration::ZERO),
+            Strategy::RandomPorts(_) => (RANDOM_PROBES, RANDOM_INTERVAL, Duration::ZERO),
+            Strategy::Birthday(_) => (RANDOM_PROBES, RANDOM_INTERVAL, birthday::BURST_PAUSE),
         };
-        s.deadline = s.deadline.max(first + interval * rounds + LINGER);
+        s.deadline = s.deadline.max(first + pause + interval * rounds + LINGER);
         s.punching = Some(Punching { strategy, sent: 0, next: first, random });
         if let Some(c) = s.client.as_mut() {
             c.stage = Stage::Punching;
@@ -397,7 +406,10 @@ impl Connections {
         if random {
             self.random_punches += 1;
         }
-        self.drive_punch(now, stream, tx);
+        match strategy {
+            Strategy::Birthday(target) => self.start_birthday(now, stream, target, tx),
+            _ => self.drive_punch(now, stream, tx),
+        }
         true
     }
 
@@ -408,7 +420,12 @@ impl Connections {
         if p.next > now {
             return;
         }
+        if birthday::is_birthday(p) {
+            self.drive_birthday(now, stream, tx);
+            return;
+        }
         match p.strategy {
+            Strategy::Birthday(_) => {}
             Strategy::Consistent => {
                 if p.sent >= CONSISTENT_ROUNDS {
                     p.next = Timestamp::NEVER;
@@ -486,6 +503,8 @@ impl Connections {
         let Some(stream) = connected else { return claimed };
         let Some(s) = self.punches.remove(&stream) else { return true };
         self.forget_session(&s);
+        // The stream runs on the socket the probe came in on; the rest close.
+        self.release_sockets(stream, Some(socket));
         if s.punching.as_ref().is_some_and(|p| p.random) {
             self.last_random_punch = Some(now);
         }
@@ -510,6 +529,7 @@ impl Connections {
         }
         let Some(s) = self.punches.remove(&stream) else { return false };
         self.forget_session(&s);
+        self.release_sockets(stream, None);
         let socket = s.socket;
         self.bind_session(now, s, socket, to, tx)
     }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddrV4;
 
-use tern_base::{Timestamp, TxQueue};
+use tern_base::{SocketId, Timestamp, TxQueue};
 use tern_crypto::noise::HandshakeResult;
 use tern_rpc::{IncomingRequest, Responder};
 use tern_wire::handshake::{Firewall, Holepunch, HolepunchPayload, Mode, PayloadError};
@@ -51,10 +51,13 @@ impl Connections {
         &mut self,
         now: Timestamp,
         stream: u32,
+        socket: SocketId,
         remote: SocketAddrV4,
     ) -> bool {
         let Some(s) = self.punches.remove(&stream) else { return false };
         self.forget_session(&s);
+        // The first UDX packet came in on `socket`: the stream stays there.
+        self.release_sockets(stream, Some(socket));
         if s.punching.as_ref().is_some_and(|p| p.random) {
             self.last_random_punch = Some(now);
         }
