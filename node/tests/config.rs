@@ -123,10 +123,14 @@ fn unknown_keys_and_bad_values_are_refused() {
         ("value.toml", "[store]\nmax_value_bytes = 16384\n"),
     ] {
         let file = write_file(name, text);
-        let out = Command::new(TERN)
-            .args(["config", "print", "--config", file.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let mut cmd = Command::new(TERN);
+        cmd.args(["config", "print", "--config", file.to_str().unwrap()]);
+        // The file alone decides: a TERN_IO in the test's environment would override
+        // the bad `io` value and hide the refusal.
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TERN_")) {
+            cmd.env_remove(k);
+        }
+        let out = cmd.output().unwrap();
         assert!(!out.status.success(), "{name} accepted");
     }
 }
