@@ -223,6 +223,12 @@ pub struct Scenario {
     /// Fraction answered within the timeout for a rate to pass (default 0.99).
     #[serde(default = "default_min_ok")]
     pub min_ok: f64,
+    /// A rate passes only if its p99 latency stays at or below this (ms), when set. The
+    /// load generator shares the machine: when it falls behind its own schedule, or the
+    /// target queues for most of the 1 s timeout, requests still count as answered, and
+    /// without a latency bound the ladder "passes" rates nobody served in time.
+    #[serde(default)]
+    pub max_p99_ms: Option<f64>,
     /// Targets to skip (e.g. the echo for a scenario whose answers it cannot fake).
     #[serde(default)]
     pub skip: Vec<String>,
@@ -235,6 +241,14 @@ pub struct Scenario {
 
 fn default_min_ok() -> f64 {
     0.99
+}
+
+impl Scenario {
+    /// Whether a request measurement passes: enough answered within the timeout, and
+    /// the p99 within `max_p99_ms` where the scenario sets one.
+    pub fn passes(&self, m: &crate::run::Measurement) -> bool {
+        m.ok_ratio >= self.min_ok && self.max_p99_ms.is_none_or(|b| m.p99_us as f64 <= b * 1000.0)
+    }
 }
 
 impl Plan {
@@ -256,6 +270,11 @@ impl Plan {
             }
         }
         for s in &plan.scenarios {
+            anyhow::ensure!(
+                s.max_p99_ms.is_none_or(|b| b > 0.0),
+                "{}: max_p99_ms must be positive",
+                s.name
+            );
             match &s.mode {
                 Mode::Capacity { start, factor, max, .. } => anyhow::ensure!(
                     *start > 0.0 && *factor > 1.0 && max >= start,
@@ -309,6 +328,40 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rate answered in full still fails when its p99 passes the scenario's bound, and
+    /// passes without one.
+    #[test]
+    fn a_latency_bound_fails_late_answers() {
+        let text = "name = \"p\"\nrepeats = 1\nduration = 1.0\n[[targets]]\nname = \"t\"\nkind = \"echo\"\n\
+                    [[scenarios]]\nname = \"a\"\ncommand = \"ping\"\nmode = \"rates\"\nrates = [1.0]\nmax_p99_ms = 50\n\
+                    [[scenarios]]\nname = \"b\"\ncommand = \"ping\"\nmode = \"rates\"\nrates = [1.0]\n";
+        let plan: Plan = toml::from_str(text).unwrap();
+        let m = |p99_us: u64, ok_ratio: f64| crate::run::Measurement {
+            scenario: "a".into(),
+            target: "t".into(),
+            repeat: 0,
+            command: "ping".into(),
+            offered: 1.0,
+            sent: 100,
+            ok: (ok_ratio * 100.0) as u64,
+            ok_ratio,
+            rate: 1.0,
+            p50_us: 1,
+            p90_us: 1,
+            p99_us,
+            p999_us: p99_us,
+            cpu_s: 0.0,
+            cpu_us_per_req: 0.0,
+            cpu_percent: 0.0,
+            rss_kib: 0,
+        };
+        let (bounded, open) = (&plan.scenarios[0], &plan.scenarios[1]);
+        assert!(bounded.passes(&m(50_000, 1.0)));
+        assert!(!bounded.passes(&m(50_001, 1.0)));
+        assert!(!bounded.passes(&m(1_000, 0.9)));
+        assert!(open.passes(&m(900_000, 1.0)));
+    }
 
     #[test]
     fn every_shipped_plan_loads() {

@@ -136,6 +136,9 @@ pub fn write(results: &Results, dir: &Path) -> anyhow::Result<()> {
     );
     for (scenario, targets) in rows(results) {
         let _ = writeln!(md, "## {scenario}\n");
+        if let Some(b) = results.max_p99_ms.get(&scenario) {
+            let _ = writeln!(md, "A rate passes only with p99 ≤ {b} ms as well.\n");
+        }
         let _ = writeln!(
             md,
             "| target | capacity (req/s) | range | p50 | p99 | CPU µs/req | CPU % | RSS MiB | vs js | vs raw echo |"

@@ -96,6 +96,9 @@ pub struct Results {
     /// Each target's raw echo baseline, where the plan named one.
     #[serde(default)]
     pub baselines: std::collections::BTreeMap<String, String>,
+    /// Scenarios whose rates must also keep p99 within a bound (ms).
+    #[serde(default)]
+    pub max_p99_ms: std::collections::BTreeMap<String, f64>,
 }
 
 /// The JSON line `tern-loadgen --json` prints.
@@ -148,6 +151,11 @@ pub fn run(plan: &Plan, tools: &Tools, ports: Ports) -> anyhow::Result<Results> 
             .targets
             .iter()
             .filter_map(|t| Some((t.name.clone(), t.baseline.clone()?)))
+            .collect(),
+        max_p99_ms: plan
+            .scenarios
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.max_p99_ms?)))
             .collect(),
         ..Results::default()
     };
@@ -249,7 +257,7 @@ fn measure_scenario(
             let mut failed = None;
             while rate <= *max {
                 let m = measure(plan, scenario, target, repeat, rate, running, tools)?;
-                let pass = m.ok_ratio >= scenario.min_ok;
+                let pass = scenario.passes(&m);
                 results.measurements.push(m);
                 // Let the target drain before the next step.
                 std::thread::sleep(Duration::from_millis(300));
@@ -264,7 +272,7 @@ fn measure_scenario(
                 for _ in 0..*refine {
                     let mid = (capacity * high).sqrt().round();
                     let m = measure(plan, scenario, target, repeat, mid, running, tools)?;
-                    let pass = m.ok_ratio >= scenario.min_ok;
+                    let pass = scenario.passes(&m);
                     results.measurements.push(m);
                     std::thread::sleep(Duration::from_millis(300));
                     if pass {
