@@ -157,6 +157,8 @@ pub struct Dht {
     driver: Option<NodeDriver>,
     /// The other shards of a sharded node (the first shard is `handle`).
     shards: Vec<EndpointHandle<ApiNode>>,
+    /// Their states, for what the whole node is only when every shard is (persistence).
+    shards_shared: Vec<Arc<Mutex<Shared>>>,
     /// What the shards passed between them (sharded nodes only).
     counters: Option<Arc<ShardCounters>>,
     /// The identity `connect` uses unless given one (random per node).
@@ -257,7 +259,7 @@ impl Dht {
         let listening: Arc<std::sync::RwLock<std::collections::HashMap<[u8; 32], usize>>> =
             Arc::default();
         let mut handles: Vec<EndpointHandle<ApiNode>> = Vec::with_capacity(cores);
-        let mut first_shared = None;
+        let mut all_shared = Vec::with_capacity(cores);
         for index in 0..cores {
             let mut cfg = config.clone();
             if let Some(first) = handles.first() {
@@ -285,12 +287,13 @@ impl Dht {
                 .spawn_endpoint_on(index, endpoint)
                 .map_err(|e| BindError::Driver(format!("shard {index}: {e}")))?;
             let _ = me.set(handle.clone());
-            first_shared.get_or_insert(shared);
+            all_shared.push(shared);
             handles.push(handle);
         }
         let _ = peers.set(handles.clone());
         let mut handles = handles.into_iter();
-        let (Some(handle), Some(shared)) = (handles.next(), first_shared) else {
+        let mut all_shared = all_shared.into_iter();
+        let (Some(handle), Some(shared)) = (handles.next(), all_shared.next()) else {
             return Err(BindError::Driver("no shard started".into()));
         };
         tracing::info!(cores, backend = %driver.backend(), "sharded node started");
@@ -299,6 +302,7 @@ impl Dht {
             shared,
             driver: Some(driver),
             shards: handles.collect(),
+            shards_shared: all_shared.collect(),
             counters: Some(counters),
             key_pair: default_key_pair(&secret),
         })
@@ -375,6 +379,7 @@ impl Dht {
             shared,
             driver: None,
             shards: Vec::new(),
+            shards_shared: Vec::new(),
             counters: None,
             key_pair: default_key_pair(&secret),
         })
@@ -394,9 +399,14 @@ impl Dht {
         self.shared().persistent
     }
 
-    /// Whether the node is persistent (stores records, appears in routing tables).
+    /// Whether the node is persistent (stores records, appears in routing tables). A
+    /// sharded node is once every shard is: each decides on its own samples, and until
+    /// the last one has, requests that land on it are answered without an id.
     pub fn is_persistent(&self) -> bool {
         self.shared().persistent.is_some()
+            && self.shards_shared.iter().all(|s| {
+                s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).persistent.is_some()
+            })
     }
 
     /// Resolves when the bootstrap walk has finished.
