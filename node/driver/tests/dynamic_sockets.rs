@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::collections::VecDeque;
@@ -210,24 +211,6 @@ fn cap_and_failures_are_reported(io: IoMode) {
 /// EADDRINUSE on Linux.
 fn libc_eaddrinuse() -> i32 {
     98
-}
-
-/// Generates one `#[test]` per backend for each scenario.
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test]
-            fn $name() {
-                super::$name(tern_driver::IoMode::Uring);
-            })*
-        }
-        mod epoll {
-            $(#[test]
-            fn $name() {
-                super::$name(tern_driver::IoMode::Epoll);
-            })*
-        }
-    };
 }
 
 both!(open_route_send_and_close, cap_and_failures_are_reported);

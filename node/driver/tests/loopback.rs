@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -309,24 +310,6 @@ fn check_backend(io: IoMode) {
     let driver = DriverBuilder::new().io(io).start::<TestEp>().unwrap();
     let want = if io == IoMode::Epoll { IoBackend::Epoll } else { IoBackend::Uring };
     assert_eq!(driver.backend(), want);
-}
-
-/// Generates one `#[test]` per backend for each scenario.
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test]
-            fn $name() {
-                super::$name(tern_driver::IoMode::Uring);
-            })*
-        }
-        mod epoll {
-            $(#[test]
-            fn $name() {
-                super::$name(tern_driver::IoMode::Epoll);
-            })*
-        }
-    };
 }
 
 both!(

@@ -285,17 +285,20 @@ mod tests {
     fn closest_matches_the_walk_over_every_row() {
         let mut rng = tern_base::Rng::from_seed(7);
         let mut t = RoutingTable::new(NodeId([0x5a; 32]));
-        let mut ids = Vec::new();
-        for _ in 0..300 {
+        // Random ids spread over many rows: each shares a random-length prefix (up to
+        // `max` bits) with ours.
+        let mut near = |max: u64| {
             let mut id = [0u8; 32];
             rng.fill(&mut id);
-            // Spread ids over many rows: share a random-length prefix with ours.
-            let shared = (rng.next_u64() % 40) as usize;
-            for bit in 0..shared {
+            for bit in 0..(rng.next_u64() % max) as usize {
                 let mask = 0x80u8 >> (bit % 8);
                 id[bit / 8] = (id[bit / 8] & !mask) | (0x5a & mask);
             }
-            let n = TableNode::new(NodeId(id), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1), 0);
+            NodeId(id)
+        };
+        let mut ids = Vec::new();
+        for _ in 0..300 {
+            let n = TableNode::new(near(40), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1), 0);
             t.add(n);
             ids.push(n.id);
         }
@@ -313,14 +316,7 @@ mod tests {
                 .collect()
         };
         for _ in 0..200 {
-            let mut target = [0u8; 32];
-            rng.fill(&mut target);
-            let shared = (rng.next_u64() % 48) as usize;
-            for bit in 0..shared {
-                let mask = 0x80u8 >> (bit % 8);
-                target[bit / 8] = (target[bit / 8] & !mask) | (0x5a & mask);
-            }
-            let target = NodeId(target);
+            let target = near(48);
             for k in [1, K, 1000] {
                 let got: Vec<NodeId> = t.closest(&target, k).map(|n| n.id).collect();
                 assert_eq!(got, naive(&t, &target, k));

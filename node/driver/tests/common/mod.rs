@@ -233,3 +233,22 @@ pub fn bound(events: &mpsc::Receiver<Ev>) -> Vec<SocketAddrV4> {
         other => panic!("expected Bound, got {other:?}"),
     }
 }
+
+/// Generates one `#[test]` per backend for each scenario.
+#[allow(unused_macros)] // fallback.rs shares this module without it
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(#[test]
+            fn $name() {
+                super::$name(tern_driver::IoMode::Uring);
+            })*
+        }
+        mod epoll {
+            $(#[test]
+            fn $name() {
+                super::$name(tern_driver::IoMode::Epoll);
+            })*
+        }
+    };
+}
