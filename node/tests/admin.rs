@@ -1,7 +1,8 @@
 //! The admin listener of the real binary (`--admin`): `/healthz`, `/readyz` and
 //! `/metrics` answered over raw HTTP/1.1, the metrics parse as Prometheus text with
 //! the expected names, only GET is served, and `--log-format json` writes JSON lines.
-//! Loopback only (ports 27200–27299); every wait is bounded.
+//! Loopback only (ports 27200–27299; the testnets take `--port` up to `--port` +
+//! `--nodes`, so each test owns a disjoint range); every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -49,7 +50,12 @@ fn start(nodes: u16, port: u16, admin: u16, extra: &[&str]) -> (Stopped, Receive
             }
         }
     });
-    up_rx.recv_timeout(Duration::from_secs(60)).expect("testnet up within 60 s");
+    if let Err(e) = up_rx.recv_timeout(Duration::from_secs(60)) {
+        let status = child.try_wait();
+        std::thread::sleep(Duration::from_millis(200));
+        let log: Vec<String> = rx.try_iter().collect();
+        panic!("testnet up within 60 s: {e}; exit {status:?}; stderr:\n{}", log.join("\n"));
+    }
     (Stopped(child), rx)
 }
 
@@ -201,7 +207,8 @@ fn metrics_count_the_requests_and_replies_that_were_sent() {
     use tern_wire::Encode;
     use tern_wire::rpc::{Message, Request};
 
-    const NODE: u16 = 27220;
+    // Outside 27210..=27231, the 22-node testnet of the readyz test running alongside.
+    const NODE: u16 = 27260;
     const ADMIN: u16 = 27292;
     let child = Command::new(TERN)
         .args(["--admin", &format!("127.0.0.1:{ADMIN}")])
