@@ -157,6 +157,67 @@ fn shards_replicate_their_routing_tables() {
     boot.destroy().unwrap();
 }
 
+#[test]
+fn the_first_shard_keeps_up_the_identity_and_the_others_follow() {
+    const BOOT: u16 = 29_430;
+    const SHARDED: u16 = 29_440;
+    let io = tern::io_mode_from_env().unwrap();
+    let driver = tern::node_driver(1, "leader-net").unwrap();
+    let boot = Dht::start_on(&driver, persistent_config(BOOT, None)).unwrap();
+    boot.ready().wait().unwrap();
+    let net: Vec<Dht> = (1..=3)
+        .map(|i| Dht::start_on(&driver, persistent_config(BOOT + i, Some(BOOT))).unwrap())
+        .collect();
+    for n in &net {
+        n.ready().wait().unwrap();
+    }
+
+    // Not told its address: it learns it from its walk's replies (requests leave from
+    // the shared server port) and turns persistent once it knows it.
+    let rpc = RpcConfig {
+        bootstrap: vec![SocketAddrV4::new(Ipv4Addr::LOCALHOST, BOOT)],
+        firewalled: false,
+        ephemeral: Some(false),
+        ..RpcConfig::default()
+    };
+    let config = NodeConfig { rpc, host: Ipv4Addr::LOCALHOST, port: SHARDED, ..Default::default() };
+    let sharded = Dht::start_sharded(config, 2, io).unwrap();
+    sharded.ready().wait().unwrap();
+    assert!(support_eventually(|| sharded.is_persistent()), "every shard turns persistent");
+    let id = tern_crypto::node_id(SocketAddrV4::new(Ipv4Addr::LOCALHOST, SHARDED));
+    assert_eq!(sharded.id().map(|i| i.0), Some(id));
+
+    // Only the leader walked: the follower sent no request of its own, yet answers
+    // with the shared id (a PING through every flow the kernel may pick).
+    let per_shard: Vec<_> = sharded.shard_stats().into_iter().map(|p| p.wait().unwrap()).collect();
+    assert!(per_shard[0].rpc.requests_sent > 0, "{:?}", per_shard[0].rpc);
+    assert_eq!(per_shard[1].rpc.requests_sent, 0, "{:?}", per_shard[1].rpc);
+    let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, SHARDED);
+    let clients: Vec<Dht> = (0..CLIENTS).map(|_| client(&driver, target)).collect();
+    for c in &clients {
+        c.ready().wait().unwrap();
+        assert!(c.ping(target).wait().unwrap(), "answered by either shard");
+    }
+    let per_shard: Vec<_> = sharded.shard_stats().into_iter().map(|p| p.wait().unwrap()).collect();
+    let pings = |s: &tern::NodeStats| s.rpc.internal_requests.iter().sum::<u64>();
+    assert!(pings(&per_shard[1]) > 0, "the follower served requests: {:?}", per_shard[1].rpc);
+    // Each client's table holds the sharded node under H32(its address): every reply,
+    // whichever shard sent it, carried the persistent id.
+    for c in &clients {
+        let nodes = c.table_nodes(100).wait().unwrap();
+        assert!(nodes.contains(&target), "admitted with a verified id: {nodes:?}");
+    }
+
+    for c in clients {
+        c.destroy().unwrap();
+    }
+    sharded.destroy().unwrap();
+    for n in net {
+        n.destroy().unwrap();
+    }
+    boot.destroy().unwrap();
+}
+
 /// Waits (≤ 20 s) until `f` holds.
 fn support_eventually(mut f: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

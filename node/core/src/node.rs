@@ -8,7 +8,7 @@ use std::time::Duration;
 use tern_base::{Endpoint, NodeId, OpenError, SocketId, SocketOp, SocketSpec, Timestamp, TxQueue};
 use tern_crypto::KeyPair;
 use tern_dht::{DhtClient, DhtEvent, DhtServer, OpId, Store, StoreLimits};
-use tern_rpc::{ReqId, Rpc, RpcConfig, RpcEvent, RpcStats, TableChange};
+use tern_rpc::{Lifecycle, ReqId, Rpc, RpcConfig, RpcEvent, RpcStats, TableChange};
 use tern_udx::{Udx, UdxConfig, UdxEvent};
 
 use crate::conn::{
@@ -292,6 +292,13 @@ impl Node {
     /// this table's rules; never recorded again). Returns whether the table changed.
     pub fn apply_table_change(&mut self, change: TableChange) -> bool {
         self.rpc.apply_table_change(change)
+    }
+
+    /// Adopts the leader shard's lifecycle (a follower shard, see
+    /// [`tern_rpc::RpcConfig::follower`]); the events it causes come out of
+    /// [`Node::poll_event`] after the next [`Node::flush_events`].
+    pub fn follow(&mut self, leader: Lifecycle) {
+        self.rpc.follow(leader);
     }
 
     /// The stores.

@@ -17,6 +17,7 @@ pub mod stats;
 pub mod table;
 pub mod table_sync;
 
+pub use maintenance::Lifecycle;
 pub use node::{QueryId, ReqId, Rpc, RpcConfig, RpcEvent};
 pub use query::{QuerySpec, Reply};
 pub use ratelimit::{RateLimit, RateLimiter};

@@ -34,6 +34,18 @@ const FIREWALL_TEST_NODES: usize = 5;
 /// Background queries (bootstrap, refresh) run with this concurrency.
 const BACKGROUND_CONCURRENCY: usize = 2;
 
+/// What a leader shard decided for the whole identity (see [`crate::RpcConfig::follower`]):
+/// everything a follower needs to answer as the leader would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifecycle {
+    /// The bootstrap walk finished.
+    pub bootstrapped: bool,
+    /// Whether requests leave from the client socket (we may be behind a firewall).
+    pub firewalled: bool,
+    /// The id taken on becoming persistent.
+    pub persistent: Option<NodeId>,
+}
+
 /// A running firewall test: PING_NATs to a few nodes asking them to answer at our
 /// server port.
 #[derive(Debug)]
@@ -70,6 +82,10 @@ impl Rpc {
         if slept {
             self.stable_ticks = MORE_STABLE_TICKS;
             self.last_query_tick = 0;
+        }
+        if self.config.follower {
+            // The leader walks, pings and tests for the identity (see `follow`).
+            return;
         }
         if self.tick.is_multiple_of(8) {
             self.ping_some(now, tx);
@@ -128,7 +144,11 @@ impl Rpc {
 
     /// Starts the bootstrap walk: a FIND_NODE query for our own id seeded with the
     /// bootstrap nodes. [`RpcEvent::Bootstrapped`] follows when it ends.
+    /// A follower does not walk: its lifecycle comes from the leader ([`Rpc::follow`]).
     pub fn bootstrap(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        if self.config.follower {
+            return;
+        }
         let target = *self.table.id();
         let spec = QuerySpec::new(target, true, InternalCommand::FindNode as u64, None);
         // Recorded before the query starts: with nobody to ask (a bootstrapper, the
@@ -366,6 +386,37 @@ impl Rpc {
             && let Some(addr) = self.public_addr().filter(|a| a.port() != 0)
         {
             self.become_persistent(now, addr, tx);
+        }
+    }
+
+    /// The lifecycle this node reached, for its followers.
+    pub fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            bootstrapped: self.bootstrapped,
+            firewalled: self.firewalled,
+            persistent: self.persistent.then(|| *self.table.id()),
+        }
+    }
+
+    /// Adopts the leader's lifecycle (a follower shard; idempotent, so a leader may
+    /// send it again). Emits [`RpcEvent::Bootstrapped`] and [`RpcEvent::Persistent`]
+    /// as the leader's own walk and firewall test did; a follower never walks towards
+    /// its new id itself, as the leader's walk already announced the shared address.
+    /// Persistence is one-way, as in dht-rpc: a later `persistent: None` is ignored.
+    pub fn follow(&mut self, leader: Lifecycle) {
+        self.firewalled = leader.firewalled && !self.persistent;
+        if let Some(id) = leader.persistent
+            && !self.persistent
+        {
+            self.table.rebuild(id);
+            self.persistent = true;
+            self.firewalled = false;
+            self.sampled_anonymous.clear();
+            self.push_event(RpcEvent::Persistent { id });
+        }
+        if leader.bootstrapped && !self.bootstrapped {
+            self.bootstrapped = true;
+            self.push_event(RpcEvent::Bootstrapped);
         }
     }
 

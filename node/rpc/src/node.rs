@@ -53,6 +53,14 @@ pub struct RpcConfig {
     /// the cap off; public nodes should set
     /// [`crate::RECOMMENDED_MAX_REPLY_RATIO`].
     pub max_reply_ratio: u32,
+    /// A follower shard of a sharded identity: it answers requests but runs none of
+    /// the background maintenance (bootstrap walk, refresh walks, liveness pings,
+    /// firewall test, adaptive persistence); the leader shard runs those for the
+    /// whole identity and hands its outcome over with [`Rpc::follow`]. Without this
+    /// each of N shards walked and pinged on its own (N× the maintenance traffic of
+    /// one node) and decided persistence on its own samples, so one ip:port answered
+    /// with and without an id for a while.
+    pub follower: bool,
 }
 
 impl Default for RpcConfig {
@@ -68,6 +76,7 @@ impl Default for RpcConfig {
             max_ping_delay: Duration::from_secs(10),
             rate_limit: RateLimit::OFF,
             max_reply_ratio: 0,
+            follower: false,
         }
     }
 }

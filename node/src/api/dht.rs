@@ -262,6 +262,8 @@ impl Dht {
         let mut all_shared = Vec::with_capacity(cores);
         for index in 0..cores {
             let mut cfg = config.clone();
+            // Shard 0 leads: it alone walks, pings and decides persistence (see `shard`).
+            cfg.rpc.follower = index > 0;
             if let Some(first) = handles.first() {
                 // The first shard resolved the port (the hyperdht default ladder or an
                 // OS-chosen one); the others join it.

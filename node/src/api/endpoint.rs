@@ -10,7 +10,7 @@ use futures_channel::{mpsc, oneshot};
 use tern_base::{Endpoint, NodeId, OpenError, SocketId, SocketOp, SocketSpec, Timestamp, TxQueue};
 use tern_core::{ConnEvent, ListenerId, Node, NodeCommand, NodeEvent, NodeStats};
 use tern_dht::{DhtEvent, OpError, OpId, OpOutput};
-use tern_rpc::TableChange;
+use tern_rpc::{Lifecycle, TableChange};
 
 use crate::api::conn::{SelfHandle, Server, Streams};
 use crate::api::error::DhtError;
@@ -62,6 +62,8 @@ pub enum ApiCommand {
     /// Routing-table changes a sibling shard made (see `shard`): applied to this
     /// shard's table as if learned here, and not passed on.
     TableChanges(Arc<[TableChange]>),
+    /// The leader shard's lifecycle, adopted by a follower (see `shard`).
+    Lifecycle(Lifecycle),
 }
 
 /// State the API handle reads without a round trip to the node's thread.
@@ -95,6 +97,11 @@ pub struct ApiNode {
     me: SelfHandle,
     /// Targets (`H32(public key)`) of this node's listeners.
     listened: HashMap<ListenerId, [u8; 32]>,
+    /// A leader shard: the lifecycle every follower has taken so far.
+    lifecycle_shared: Lifecycle,
+    /// A leader shard: the last hand-over found a follower's mailbox full (or gone),
+    /// so the next try waits for the node's own next timer instead of the next turn.
+    lifecycle_refused: bool,
 }
 
 impl ApiNode {
@@ -115,6 +122,8 @@ impl ApiNode {
             streams: Streams::default(),
             me,
             listened: HashMap::new(),
+            lifecycle_shared: Lifecycle::default(),
+            lifecycle_refused: false,
         }
     }
 
@@ -191,6 +200,26 @@ impl ApiNode {
     /// Whether this shard has table changes to broadcast (and siblings to take them).
     fn table_changes_waiting(&self) -> bool {
         self.shard.as_ref().is_some_and(ShardLink::ready) && self.node.has_table_changes()
+    }
+
+    /// A leader whose lifecycle changed since every follower last took it (and whose
+    /// siblings are in place to take it now).
+    fn lifecycle_waiting(&self) -> bool {
+        self.shard.as_ref().is_some_and(|l| l.leads() && l.ready())
+            && self.node.rpc().lifecycle() != self.lifecycle_shared
+    }
+
+    /// Hands a changed lifecycle to the followers; kept pending until all took it.
+    fn share_lifecycle(&mut self) {
+        if !self.lifecycle_waiting() {
+            return;
+        }
+        let now = self.node.rpc().lifecycle();
+        let taken = self.shard.as_ref().is_some_and(|l| l.send_lifecycle(now));
+        if taken {
+            self.lifecycle_shared = now;
+        }
+        self.lifecycle_refused = !taken;
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -372,6 +401,10 @@ impl Endpoint for ApiNode {
                     link.counters.table_applied.fetch_add(applied as u64, Ordering::Relaxed);
                 }
             }
+            ApiCommand::Lifecycle(leader) => {
+                self.node.follow(leader);
+                self.node.flush_events(now, tx);
+            }
             ApiCommand::Destroy(done) => {
                 let mut waiting = Vec::new();
                 for (topic, key_pair) in self.node.active_announcements() {
@@ -398,12 +431,13 @@ impl Endpoint for ApiNode {
             self.drain(now, tx);
         }
         self.broadcast_table_changes();
+        self.share_lifecycle();
     }
 
     fn poll_timeout(&self) -> Timestamp {
         // Due at once while table changes wait: the driver calls `handle_timeout` in
         // the same loop turn, after the turn's datagrams and commands.
-        if self.table_changes_waiting() {
+        if self.table_changes_waiting() || (self.lifecycle_waiting() && !self.lifecycle_refused) {
             return Timestamp::ZERO;
         }
         self.node.poll_timeout()

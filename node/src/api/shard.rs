@@ -35,9 +35,17 @@
 //!   eviction pings) and never passes them on, so a change crosses the shards once. A
 //!   full mailbox drops the batch for that sibling and counts it
 //!   (`ShardStats::table_dropped`); the sibling learns those nodes when it hears from
-//!   them. Each shard still runs its own bootstrap and refresh walks (they also sample
-//!   its NAT view), and `seen`/`pinged` ticks stay per shard: only membership is
-//!   replicated, which is what changes rarely next to reads.
+//!   them. `seen`/`pinged` ticks stay per shard: only membership is replicated, which
+//!   is what changes rarely next to reads.
+//!
+//! - **maintenance** runs once per identity, on the leader (shard 0): the bootstrap
+//!   and refresh walks, the liveness pings, the firewall test and the persistence
+//!   decision. The others are followers (`RpcConfig::follower`): they answer what
+//!   the kernel hands them and adopt the leader's lifecycle (bootstrapped,
+//!   firewalled, the persistent id) from an [`ApiCommand::Lifecycle`] message the
+//!   leader sends at the end of the turn it changed in, again until every sibling
+//!   took it. Nodes the leader drops for not answering leave the followers' tables
+//!   through the table broadcast above.
 //!
 //! UDX packets are steered in the kernel: the server socket's SO_REUSEPORT group
 //! carries a classic BPF program that picks the member by the id's low byte
@@ -51,7 +59,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use tern_driver::EndpointHandle;
-use tern_rpc::TableChange;
+use tern_rpc::{Lifecycle, TableChange};
 use tern_wire::Decode;
 use tern_wire::hyperdht::Command;
 use tern_wire::rpc::Message;
@@ -240,6 +248,24 @@ impl ShardLink {
             };
             counter.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Whether this shard leads: it runs the identity's maintenance and hands the
+    /// lifecycle to the others (shard 0 of two or more).
+    pub(crate) fn leads(&self) -> bool {
+        self.index == 0 && self.count > 1
+    }
+
+    /// Sends the leader's lifecycle to every other shard; true if every one took it.
+    pub(crate) fn send_lifecycle(&self, lifecycle: Lifecycle) -> bool {
+        let Some(peers) = self.peers.get() else { return false };
+        let mut all = true;
+        for (i, handle) in peers.iter().enumerate() {
+            if i != self.index {
+                all &= handle.send(ApiCommand::Lifecycle(lifecycle)).is_ok();
+            }
+        }
+        all
     }
 
     /// Whether the sibling handles are in place (forwarding is possible).
