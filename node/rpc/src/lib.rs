@@ -16,6 +16,7 @@ mod server;
 pub mod stats;
 pub mod table;
 pub mod table_sync;
+mod tokens;
 
 pub use maintenance::Lifecycle;
 pub use node::{QueryId, ReqId, Rpc, RpcConfig, RpcEvent};
@@ -27,3 +28,4 @@ pub use server::{
 pub use stats::{APP_COMMAND_SLOTS, DropReason, RpcStats};
 pub use table::{AddOutcome, K, RoutingTable, TableNode};
 pub use table_sync::TableChange;
+pub use tokens::TOKEN_CACHE_SLOTS;

@@ -67,7 +67,7 @@ impl Rpc {
         self.slots = self.slots.wrapping_add(1);
         if self.slots.is_multiple_of(TOKEN_ROTATE_SLOTS) {
             self.token_epoch += 1;
-            self.tokens = TokenSecrets::for_epoch(&self.token_seed, self.token_epoch);
+            self.tokens.set(TokenSecrets::for_epoch(&self.token_seed, self.token_epoch));
         }
     }
 

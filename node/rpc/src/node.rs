@@ -23,6 +23,7 @@ use crate::server::Handler;
 use crate::stats::{DropReason, RpcStats};
 use crate::table::{AddOutcome, RoutingTable, TableNode};
 use crate::table_sync::TableChange;
+use crate::tokens::HostTokens;
 
 /// Configuration of one node. Defaults mirror dht-rpc / hyperdht.
 #[derive(Debug, Clone)]
@@ -151,7 +152,8 @@ pub struct Rpc {
     pub(crate) config: RpcConfig,
     pub(crate) table: RoutingTable,
     pub(crate) io: Io,
-    pub(crate) tokens: TokenSecrets,
+    /// Token secrets and the tokens minted under the current one.
+    pub(crate) tokens: HostTokens,
     pub(crate) token_seed: [u8; 32],
     pub(crate) token_epoch: u64,
     pub(crate) nat: NatSampler,
@@ -210,7 +212,7 @@ impl Rpc {
         Self {
             table: RoutingTable::new(table_id),
             io: Io::new(first_tid),
-            tokens: TokenSecrets::for_epoch(&token_seed, 0),
+            tokens: HostTokens::new(TokenSecrets::for_epoch(&token_seed, 0)),
             token_seed,
             token_epoch: 0,
             nat,
@@ -291,7 +293,12 @@ impl Rpc {
 
     /// Token secrets (the application checks tokens of its own commands with them).
     pub fn tokens(&self) -> &TokenSecrets {
-        &self.tokens
+        self.tokens.secrets()
+    }
+
+    /// Reply tokens answered from the per-epoch cache, and minted by hashing.
+    pub fn token_cache_counts(&self) -> (u64, u64) {
+        (self.tokens.hits, self.tokens.misses)
     }
 
     /// Requests tracked (in flight or waiting for the congestion window).

@@ -9,8 +9,8 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
+use crate::tokens::HostTokens;
 use tern_base::{NodeId, SocketId, Timestamp, TxQueue};
-use tern_crypto::TokenSecrets;
 use tern_wire::rpc::{InternalCommand, Request, Response, error_code};
 use tern_wire::{AddrList, Encode};
 
@@ -73,7 +73,7 @@ impl Handler for NoApplication {
 pub struct Responder<'a> {
     pub(crate) tx: &'a mut TxQueue,
     pub(crate) table: &'a RoutingTable,
-    pub(crate) tokens: &'a TokenSecrets,
+    pub(crate) tokens: &'a mut HostTokens,
     pub(crate) stats: &'a mut RpcStats,
     /// Our id, if persistent.
     pub(crate) own_id: Option<NodeId>,
@@ -282,7 +282,7 @@ impl Rpc {
         Responder {
             tx,
             table: &self.table,
-            tokens: &self.tokens,
+            tokens: &mut self.tokens,
             stats: &mut self.stats,
             own_id,
             socket,
