@@ -1,14 +1,18 @@
 //! One identity sharded over two pinned threads (`Dht::bootstrapper_sharded`, the
 //! `--cores` of the CLI): both shards serve the one SO_REUSEPORT port, a record
 //! announced through one shard lives on the shard owning its topic, and lookups that
-//! the kernel hands to either shard all find it. Runs on the backend `TERN_IO` picks.
+//! the kernel hands to either shard all find it; reads of topics no shard stores are
+//! answered where they land. Runs on the backend `TERN_IO` picks.
 //! Loopback only; every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
 use tern::{Dht, KeyPair, NodeConfig, RpcConfig};
+use tern_wire::hyperdht::Command;
+use tern_wire::rpc::{Message, Request};
+use tern_wire::{Decode, Encode};
 
 const PORT: u16 = 26_900;
 /// Clients, each on its own port: the kernel spreads their flows over the shards by
@@ -75,6 +79,96 @@ fn records_announced_through_one_shard_are_found_through_every_shard() {
     for c in clients {
         c.destroy().unwrap();
     }
+    boot.destroy().unwrap();
+}
+
+/// One LOOKUP for `topic` from `sock` to `to`; the reply's value (`None`: no records),
+/// or `Err` after three unanswered tries.
+fn raw_lookup(
+    sock: &UdpSocket,
+    to: SocketAddrV4,
+    topic: &[u8; 32],
+    tid: u16,
+) -> Result<Option<Vec<u8>>, ()> {
+    let req = Request {
+        tid,
+        to,
+        id: None,
+        token: None,
+        internal: false,
+        command: Command::Lookup as u64,
+        target: Some(topic),
+        value: None,
+    };
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        sock.send_to(&req.to_vec(), to).unwrap();
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Ok(Message::Response(r)) = Message::decode(&buf[..n])
+                && r.tid == tid
+            {
+                return Ok(r.value.map(<[u8]>::to_vec));
+            }
+        }
+    }
+    Err(())
+}
+
+/// A record is found through every shard the moment its announce is acknowledged (no
+/// wait: the owner counts it in the shared filter before it replies), and once it is
+/// unannounced the shards answer lookups of the topic themselves again.
+#[test]
+fn reads_after_a_write_see_it_on_every_shard_and_empty_reads_stay_local() {
+    const SHARDED: u16 = 26_910;
+    /// Raw requesters, one flow each, so both shards receive some (2^-15 that not).
+    const FLOWS: usize = 16;
+    let io = tern::io_mode_from_env().unwrap();
+    let boot = Dht::bootstrapper_sharded(SHARDED, Ipv4Addr::LOCALHOST, 2, io).unwrap();
+    boot.ready().wait().unwrap();
+    let boot_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, SHARDED);
+    let driver = tern::node_driver(1, "filter-client").unwrap();
+    let writer = client(&driver, boot_addr);
+    writer.ready().wait().unwrap();
+    let socks: Vec<UdpSocket> = (0..FLOWS)
+        .map(|_| {
+            let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+            s
+        })
+        .collect();
+    let forwarded = || boot.forwarding_stats().unwrap().forwarded_requests;
+    let key_pair = KeyPair::from_seed(&[0x43; 32]);
+    let pk = *key_pair.public_key().as_bytes();
+    let has_pk = |v: &Option<Vec<u8>>| v.as_ref().is_some_and(|v| v.windows(32).any(|w| w == pk));
+
+    // Nothing stored: every shard answers a lookup of the topic itself.
+    let topic = tern_crypto::hash32(b"tern shard filter test");
+    let before = forwarded();
+    for (i, s) in socks.iter().enumerate() {
+        let v = raw_lookup(s, boot_addr, &topic, i as u16).expect("answered");
+        assert!(v.is_none(), "flow {i}: no records yet");
+    }
+    assert_eq!(forwarded(), before, "reads of an unstored topic are answered locally");
+
+    // Announced: looked up at once through every flow, every reply carries the record.
+    assert!(writer.announce(topic, &key_pair, &[]).wait().unwrap() >= 1);
+    let before = forwarded();
+    for (i, s) in socks.iter().enumerate() {
+        let v = raw_lookup(s, boot_addr, &topic, 100 + i as u16).expect("answered");
+        assert!(has_pk(&v), "flow {i} found the record right after the announce");
+    }
+    assert!(forwarded() > before, "the non-owner shard forwarded the reads of a stored topic");
+
+    // Unannounced: nothing found, and the non-owner answers by itself again.
+    writer.unannounce(topic, &key_pair).wait().unwrap();
+    let before = forwarded();
+    for (i, s) in socks.iter().enumerate() {
+        let v = raw_lookup(s, boot_addr, &topic, 200 + i as u16).expect("answered");
+        assert!(!has_pk(&v), "flow {i}: the record is gone");
+    }
+    assert_eq!(forwarded(), before, "the filter forgot the topic with its last record");
+
+    writer.destroy().unwrap();
     boot.destroy().unwrap();
 }
 

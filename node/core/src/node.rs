@@ -301,6 +301,12 @@ impl Node {
         self.rpc.follow(leader);
     }
 
+    /// Counts this node's stored targets in `filter`, shared with the other shards of
+    /// its identity (see [`tern_dht::presence`]).
+    pub fn set_target_filter(&mut self, filter: &std::sync::Arc<tern_dht::TargetFilter>) {
+        self.server.store.set_filter(filter);
+    }
+
     /// The stores.
     pub fn store(&self) -> &Store {
         &self.server.store

@@ -6,12 +6,21 @@
 //! lives between ≈ 0.67× and 1.33× `max_age`, and the cache never holds more than two
 //! budgets' worth — a cheap LRU approximation with O(1) operations and a hard bound,
 //! which is what a node exposed to the whole network needs.
+//!
+//! A cache may report which keys it holds to a shared [`TargetFilter`]
+//! ([`GenCache::set_filter`]): one count per key present, added before the key becomes
+//! visible, taken back when it leaves by removal, rotation or budget pressure, and left
+//! alone when a value is replaced or promoted (so the count never dips to zero while
+//! the key is held).
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tern_base::Timestamp;
+
+use crate::presence::{FilterKey, TargetFilter};
 
 /// Size of a value in bytes, as counted against a cache's byte budget.
 pub trait Weigh {
@@ -59,6 +68,26 @@ pub struct GenCache<K, V> {
     promote_on_get: bool,
     /// Entries dropped by GC or budget pressure since creation.
     pub evicted: u64,
+    /// Where the keys held are counted (sharded nodes; see the module docs), and how a
+    /// key names its target.
+    filter: Option<(Arc<TargetFilter>, KeyTarget<K>)>,
+}
+
+/// How a cache key names the target it is counted under.
+type KeyTarget<K> = fn(&K) -> &[u8; 32];
+
+impl<K: Hash + Eq + Clone + FilterKey, V: Weigh> GenCache<K, V> {
+    /// Counts the keys held in `filter` from now on (those already held at once).
+    pub fn set_filter(&mut self, filter: Arc<TargetFilter>) {
+        for key in self.fresh.map.keys().chain(self.old.map.keys()) {
+            filter.add(key.target());
+        }
+        if let Some((previous, _)) = self.filter.replace((filter, K::target)) {
+            for key in self.fresh.map.keys().chain(self.old.map.keys()) {
+                previous.remove(key.target());
+            }
+        }
+    }
 }
 
 impl<K: Hash + Eq + Clone, V: Weigh> GenCache<K, V> {
@@ -71,6 +100,7 @@ impl<K: Hash + Eq + Clone, V: Weigh> GenCache<K, V> {
             limits,
             promote_on_get,
             evicted: 0,
+            filter: None,
         }
     }
 
@@ -92,7 +122,12 @@ impl<K: Hash + Eq + Clone, V: Weigh> GenCache<K, V> {
     /// Drops the old generation and demotes the fresh one.
     fn rotate(&mut self) {
         self.evicted += self.old.map.len() as u64;
-        self.old = std::mem::take(&mut self.fresh);
+        let dropped = std::mem::replace(&mut self.old, std::mem::take(&mut self.fresh));
+        if let Some((f, target)) = &self.filter {
+            for key in dropped.map.keys() {
+                f.remove(target(key));
+            }
+        }
     }
 
     /// Runs the timed GC if due.
@@ -115,7 +150,19 @@ impl<K: Hash + Eq + Clone, V: Weigh> GenCache<K, V> {
         if w > self.limits.max_bytes {
             return false;
         }
-        self.remove(&key);
+        // A replaced key stays counted throughout; a new one is counted before it shows.
+        if self.take(&key).is_none()
+            && let Some((f, target)) = &self.filter
+        {
+            f.add(target(&key));
+        }
+        self.put(key, value, w);
+        true
+    }
+
+    /// Stores `key` in the fresh generation (absent from both), rotating first when the
+    /// fresh generation is at its budget. Counts nothing.
+    fn put(&mut self, key: K, value: V, w: usize) {
         if self.fresh.map.len() >= self.limits.max_entries
             || self.fresh.bytes + w > self.limits.max_bytes
         {
@@ -123,7 +170,6 @@ impl<K: Hash + Eq + Clone, V: Weigh> GenCache<K, V> {
         }
         self.fresh.bytes += w;
         self.fresh.map.insert(key, value);
-        true
     }
 
     /// The value for `key`; an old entry is promoted to fresh when the cache does that.
@@ -132,8 +178,10 @@ impl<K: Hash + Eq + Clone, V: Weigh> GenCache<K, V> {
             && !self.fresh.map.contains_key(key)
             && let Some(v) = self.old.map.remove(key)
         {
-            self.old.bytes -= v.weight();
-            self.insert(key.clone(), v);
+            let w = v.weight();
+            self.old.bytes -= w;
+            // Still held: the count stays as it is.
+            self.put(key.clone(), v, w);
         }
         self.fresh.map.get(key).or_else(|| self.old.map.get(key))
     }
@@ -150,6 +198,15 @@ impl<K: Hash + Eq + Clone, V: Weigh> GenCache<K, V> {
 
     /// Removes `key` from either generation.
     pub fn remove(&mut self, key: &K) -> Option<V> {
+        let v = self.take(key)?;
+        if let Some((f, target)) = &self.filter {
+            f.remove(target(key));
+        }
+        Some(v)
+    }
+
+    /// Removes `key` from either generation without uncounting it.
+    fn take(&mut self, key: &K) -> Option<V> {
         if let Some(v) = self.fresh.map.remove(key) {
             self.fresh.bytes -= v.weight();
             return Some(v);

@@ -2,11 +2,13 @@
 //! (spec §8.8; ref: hyperdht lib/persistent.js).
 
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tern_base::{NodeId, Rng, Timestamp};
 
 use crate::cache::{CacheLimits, GenCache, Weigh};
+use crate::presence::TargetFilter;
 use crate::topics::{TopicLimits, TopicStore};
 
 /// hyperdht's record lifetime for announces, router entries, refreshes and bumps.
@@ -178,6 +180,28 @@ impl Store {
         }
     }
 
+    /// Most targets the stores a read can find something in (topics, router entries,
+    /// mutable and immutable records) hold at once: two generations of each. The size
+    /// a [`TargetFilter`] over them needs per store.
+    pub fn max_filtered_targets(limits: &StoreLimits) -> usize {
+        2 * (limits.topics.max_records
+            + limits.router.max_entries
+            + limits.mutables.max_entries
+            + limits.immutables.max_entries)
+    }
+
+    /// Counts every target a read (LOOKUP, FIND_PEER, MUTABLE_GET, IMMUTABLE_GET) could
+    /// find something for in `filter`, from now on: a shard that sees a target absent
+    /// from it answers such a read itself. Refresh secrets and bumps are left out: a
+    /// read finds nothing through them alone (a LOOKUP reports a bump only beside
+    /// records).
+    pub fn set_filter(&mut self, filter: &Arc<TargetFilter>) {
+        self.topics.set_filter(filter.clone());
+        self.router.set_filter(filter.clone());
+        self.mutables.set_filter(filter.clone());
+        self.immutables.set_filter(filter.clone());
+    }
+
     /// Runs due GC steps.
     pub fn gc(&mut self, now: Timestamp) {
         self.topics.gc(now);
@@ -186,5 +210,94 @@ impl Store {
         self.bumps.gc(now);
         self.mutables.gc(now);
         self.immutables.gc(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a read could find anything for `t` in `s`.
+    fn holds(s: &Store, t: &NodeId) -> bool {
+        s.topics.topic_len(t) > 0
+            || s.router.peek(t).is_some()
+            || s.mutables.peek(t).is_some()
+            || s.immutables.peek(t).is_some()
+    }
+
+    /// Random writes, removals, promotions, budget rotations and expiry against a store
+    /// with small budgets: the filter never misses a held target, and once everything
+    /// aged out it holds nothing (every count was taken back).
+    #[test]
+    fn filter_tracks_every_store_through_churn_and_expiry() {
+        let small = |n| CacheLimits { max_entries: n, max_bytes: 1 << 20, max_age: ANNOUNCE_AGE };
+        let limits = StoreLimits {
+            topics: TopicLimits { max_records: 64, max_per_topic: 4, ..TopicLimits::default() },
+            router: small(16),
+            refreshes: small(16),
+            bumps: small(16),
+            mutables: small(16),
+            immutables: small(16),
+            max_value_bytes: 2048,
+        };
+        let mut now = Timestamp::from_millis(0);
+        let mut store = Store::new(limits, now, 1);
+        let mut rng = Rng::from_seed(5);
+        let pool: Vec<NodeId> = (0..48).map(|_| NodeId(rng.bytes32())).collect();
+        let keys: Vec<[u8; 32]> = (0..6).map(|_| rng.bytes32()).collect();
+        // Something stored before the filter is set is counted too.
+        store
+            .router
+            .insert(pool[0], RouterEntry { relay: "1.2.3.4:5".parse().unwrap(), record: vec![1] });
+        let filter = Arc::new(TargetFilter::new(1 << 16, rng.next_u64()));
+        store.set_filter(&filter);
+        for step in 0..20_000 {
+            let t = pool[rng.below(pool.len() as u64) as usize];
+            let pk = keys[rng.below(keys.len() as u64) as usize];
+            match rng.below(10) {
+                0 | 1 => {
+                    let _ = store.topics.insert(t, pk, &[pk[0]; 40]);
+                }
+                2 => {
+                    store.topics.remove(&t, &pk);
+                }
+                3 => {
+                    let relay = "1.2.3.4:5".parse().unwrap();
+                    store.router.insert(t, RouterEntry { relay, record: vec![pk[0]; 8] });
+                }
+                4 => {
+                    store.router.remove(&t);
+                }
+                5 => {
+                    let _ = store.router.get(&t);
+                    let _ = store.mutables.get(&t);
+                }
+                6 => {
+                    store.mutables.insert(t, vec![pk[0]; 16]);
+                }
+                7 => {
+                    store.immutables.insert(t, vec![pk[1]; 16]);
+                }
+                8 => {
+                    store.immutables.remove(&t);
+                }
+                _ => {
+                    now = now + Duration::from_secs(rng.below(120));
+                    store.gc(now);
+                }
+            }
+            for t in &pool {
+                if holds(&store, t) {
+                    assert!(filter.may_hold(&t.0), "false negative at step {step}");
+                }
+            }
+        }
+        // Two GC periods of the longest lifetime later, everything has aged out.
+        for _ in 0..3 {
+            now = now + RECORD_AGE;
+            store.gc(now);
+        }
+        assert!(pool.iter().all(|t| !holds(&store, t)));
+        assert!(pool.iter().all(|t| !filter.may_hold(&t.0)), "a count was never taken back");
     }
 }

@@ -6,13 +6,18 @@
 //! re-announce (so a flood of re-announces costs nothing), an aged one is refreshed.
 //! Bounds: records and bytes per generation (global), and records per topic, so one hot
 //! or hostile topic cannot push every other topic out.
+//!
+//! With a [`TargetFilter`] set, each topic holding at least one record counts once in
+//! it: before its first record shows, until its last one is removed or aged out.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tern_base::{NodeId, Rng, Timestamp};
 
 use crate::cache::gc_period;
+use crate::presence::TargetFilter;
 
 /// Budgets of the topic store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +78,8 @@ pub struct TopicStore {
     next_gc: Timestamp,
     /// Records dropped by ageing or budget pressure.
     pub evicted: u64,
+    /// Where the topics held are counted (sharded nodes; see the module docs).
+    filter: Option<Arc<TargetFilter>>,
 }
 
 /// Heap one record pins besides its bytes: its slot in its topic's map (key, [`Record`],
@@ -101,6 +108,19 @@ impl TopicStore {
             next_gc: now + gc_period(limits.max_age),
             limits,
             evicted: 0,
+            filter: None,
+        }
+    }
+
+    /// Counts the topics held in `filter` from now on (those already held at once).
+    pub fn set_filter(&mut self, filter: Arc<TargetFilter>) {
+        for topic in self.topics.keys() {
+            filter.add(&topic.0);
+        }
+        if let Some(previous) = self.filter.replace(filter) {
+            for topic in self.topics.keys() {
+                previous.remove(&topic.0);
+            }
         }
     }
 
@@ -138,7 +158,8 @@ impl TopicStore {
         self.generation += 1;
         let keep = self.generation - 1;
         let (mut records, mut bytes, mut evicted) = (0, 0, 0u64);
-        self.topics.retain(|_, set| {
+        let filter = self.filter.as_deref();
+        self.topics.retain(|topic, set| {
             let before = records;
             set.retain(|_, r| {
                 let live = r.generation >= keep;
@@ -153,7 +174,11 @@ impl TopicStore {
             if records > before {
                 bytes += TOPIC_OVERHEAD;
             }
-            !set.is_empty()
+            let keep = !set.is_empty();
+            if !keep && let Some(f) = filter {
+                f.remove(&topic.0);
+            }
+            keep
         });
         self.records = records;
         self.bytes = bytes;
@@ -164,6 +189,26 @@ impl TopicStore {
 
     /// Stores `record` for `public_key` under `topic`.
     pub fn insert(&mut self, topic: NodeId, public_key: [u8; 32], record: &[u8]) -> InsertOutcome {
+        // The topic is pinned in the filter for the whole update: replacing its only
+        // record, or a rotation dropping it before it is re-created, never lets another
+        // shard read it as empty.
+        let filter = self.filter.clone();
+        if let Some(f) = &filter {
+            f.add(&topic.0);
+        }
+        let outcome = self.insert_pinned(topic, public_key, record);
+        if let Some(f) = &filter {
+            f.remove(&topic.0);
+        }
+        outcome
+    }
+
+    fn insert_pinned(
+        &mut self,
+        topic: NodeId,
+        public_key: [u8; 32],
+        record: &[u8],
+    ) -> InsertOutcome {
         let mut w = record.len() + RECORD_OVERHEAD;
         if w + TOPIC_OVERHEAD > self.limits.max_bytes {
             return InsertOutcome::TooLarge;
@@ -187,6 +232,11 @@ impl TopicStore {
         }
         // A new topic's map is charged to the record that creates it.
         w += topic_w(self);
+        if let Some(f) = &self.filter
+            && !self.topics.contains_key(&topic)
+        {
+            f.add(&topic.0);
+        }
         let set = self.topics.entry(topic).or_default();
         set.insert(public_key, Record { bytes: record.to_vec(), generation: self.generation });
         self.fresh_records += 1;
@@ -210,6 +260,9 @@ impl TopicStore {
         if set.is_empty() {
             self.topics.remove(topic);
             self.bytes -= TOPIC_OVERHEAD;
+            if let Some(f) = &self.filter {
+                f.remove(&topic.0);
+            }
         }
         true
     }

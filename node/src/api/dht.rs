@@ -241,7 +241,9 @@ impl Dht {
     /// shard runs a full node with this configuration and the same token secret, its
     /// server socket joined to one SO_REUSEPORT port; requests are answered by the
     /// shard the kernel hands them to, storage requests by the shard owning their
-    /// target, so a record announced through any shard is found through every shard.
+    /// target, so a record announced through any shard is found through every shard
+    /// (reads of targets no shard stores anything for, which a shared filter tells,
+    /// are answered where they land).
     /// The API calls of this handle run on the first shard.
     pub fn start_sharded(
         mut config: NodeConfig,
@@ -258,6 +260,10 @@ impl Dht {
         let counters = Arc::new(ShardCounters::default());
         let listening: Arc<std::sync::RwLock<std::collections::HashMap<[u8; 32], usize>>> =
             Arc::default();
+        // Every shard's store counts its targets here, sized for all of them full.
+        let max_targets =
+            tern_dht::Store::max_filtered_targets(&config.store).saturating_mul(cores);
+        let records = Arc::new(tern_dht::TargetFilter::new(max_targets, seed.rotate_left(29)));
         let mut handles: Vec<EndpointHandle<ApiNode>> = Vec::with_capacity(cores);
         let mut all_shared = Vec::with_capacity(cores);
         for index in 0..cores {
@@ -274,7 +280,8 @@ impl Dht {
             // Different protocol randomness per shard (transaction ids, sampling);
             // one token secret for all.
             let shard_seed = seed.wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let node = Node::new(cfg, driver.now(), shard_seed, secret);
+            let mut node = Node::new(cfg, driver.now(), shard_seed, secret);
+            node.set_target_filter(&records);
             let shared = Arc::new(Mutex::new(Shared::default()));
             let link = ShardLink {
                 index,
@@ -282,6 +289,7 @@ impl Dht {
                 peers: peers.clone(),
                 counters: counters.clone(),
                 listening: listening.clone(),
+                records: records.clone(),
             };
             let me = SelfHandle::default();
             let endpoint = ApiNode::new(node, shared.clone(), me.clone()).with_shard(link);

@@ -156,7 +156,13 @@ impl ApiNode {
                 return;
             }
         };
-        let steer = link.steer(data);
+        let steer = match link.steer(data) {
+            // A shard not yet persistent would refuse storage commands; the owner may
+            // not, so the read goes there as any storage request does.
+            Steer::Unstored(owner) if !self.node.rpc().is_persistent() => Steer::Owner(owner),
+            Steer::Unstored(_) => Steer::Here,
+            steer => steer,
+        };
         if let Steer::Owner(owner) = steer
             && owner != link.index
             && hops == 0

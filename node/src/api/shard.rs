@@ -10,6 +10,14 @@
 //!   to the shard owning their target ([`ShardLink::owner`]) and are answered from
 //!   that shard's socket on the same port — so every record lives on exactly one
 //!   shard and is found through all of them;
+//! - **reads of targets nobody stores** (LOOKUP, FIND_PEER, MUTABLE_GET, IMMUTABLE_GET
+//!   whose target is absent from the shared [`TargetFilter`], which every shard's store
+//!   keeps its targets counted in) are answered where they land, by a persistent shard:
+//!   the owner would give the same empty reply (token, closer nodes, no value), and
+//!   most reads at a bootstrap node are of this kind. The filter has no false
+//!   negatives, and a store counts a target before it acknowledges the write, so a
+//!   read after an acknowledged write is always forwarded; a false positive only
+//!   costs the forward every read used to take;
 //! - **tokens** verify on every shard: the secrets derive from one seed and the epoch;
 //! - **responses** to a shard's own requests sent from the shared port come back on
 //!   the port and may land on another shard. A shard that cannot match a response to
@@ -58,6 +66,7 @@ use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use tern_dht::TargetFilter;
 use tern_driver::EndpointHandle;
 use tern_rpc::{Lifecycle, TableChange};
 use tern_wire::Decode;
@@ -101,7 +110,8 @@ impl ShardCounters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShardStats {
-    /// Storage requests passed to the shard owning their target.
+    /// Storage requests passed to the shard owning their target (reads of targets no
+    /// shard stores anything for are answered where they land and not counted).
     pub forwarded_requests: u64,
     /// Responses passed on because the receiving shard had no matching transaction.
     pub forwarded_responses: u64,
@@ -125,6 +135,9 @@ pub(crate) enum Steer {
     Here,
     /// By shard `n`, which owns the request's target.
     Owner(usize),
+    /// A read of a target no shard holds records for: here, when this shard is
+    /// persistent (it answers as the owner `n` would); else by the owner.
+    Unstored(usize),
     /// A response: here if it matches, else the next shard.
     Response,
 }
@@ -143,6 +156,8 @@ pub(crate) struct ShardLink {
     /// Which shard listens on which target (`H32(public key)`): handshakes for it go
     /// there. Written on listen/unlisten only, read per handshake datagram.
     pub(crate) listening: Arc<RwLock<HashMap<[u8; 32], usize>>>,
+    /// The targets some shard may hold records for (every shard's store counts in it).
+    pub(crate) records: Arc<TargetFilter>,
 }
 
 impl std::fmt::Debug for ShardLink {
@@ -193,10 +208,23 @@ impl ShardLink {
                     Command::from_u64(q.command),
                     Some(Command::PeerHandshake | Command::PeerHolepunch)
                 );
+                // Reads whose answer comes from the stores alone; the relays
+                // (PEER_HANDSHAKE / PEER_HOLEPUNCH) also consult the relay guard and
+                // the listening registry, and stay with their owner.
+                let read = matches!(
+                    Command::from_u64(q.command),
+                    Some(
+                        Command::Lookup
+                            | Command::FindPeer
+                            | Command::MutableGet
+                            | Command::ImmutableGet
+                    )
+                );
                 match q.target {
                     Some(t) if handshake && let Some(shard) = self.listener_shard(t) => {
                         Steer::Owner(shard)
                     }
+                    Some(t) if read && !self.records.may_hold(t) => Steer::Unstored(self.owner(t)),
                     Some(t) if storage => Steer::Owner(self.owner(t)),
                     _ => Steer::Here,
                 }
