@@ -296,11 +296,6 @@ impl Rpc {
         self.tokens.secrets()
     }
 
-    /// Reply tokens answered from the per-epoch cache, and minted by hashing.
-    pub fn token_cache_counts(&self) -> (u64, u64) {
-        (self.tokens.hits, self.tokens.misses)
-    }
-
     /// Requests tracked (in flight or waiting for the congestion window).
     pub fn pending_requests(&self) -> usize {
         self.io.len()

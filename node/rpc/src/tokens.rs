@@ -38,7 +38,7 @@ const EMPTY: Slot = Slot { used: false, host: Ipv4Addr::UNSPECIFIED, token: [0; 
 pub(crate) struct HostTokens {
     secrets: TokenSecrets,
     cache: Box<[Slot; TOKEN_CACHE_SLOTS]>,
-    /// Tokens answered from the cache / minted (hashed), for tests and profiles.
+    /// Tokens answered from the cache / minted by hashing (tests, `Debug`).
     pub(crate) hits: u64,
     pub(crate) misses: u64,
 }
