@@ -77,10 +77,10 @@ fn mix(mut z: u64) -> u64 {
 impl TargetFilter {
     /// A filter for at most `max_targets` targets held at once (counted once per store
     /// holding them): the next power of two at or above it, within
-    /// [`MIN_COUNTERS`]..=[`MAX_COUNTERS`]. At that fill each target sets ~2 of ~1
-    /// counters per target, so a target held nowhere shares both counters with held
-    /// ones about (1 − e⁻²)² ≈ 75 % of the time — at the absolute bound; a node holding
-    /// a tenth of it forwards ~3 % of empty reads.
+    /// [`MIN_COUNTERS`]..=[`MAX_COUNTERS`]. With `n` targets held in `m ≥ n` counters
+    /// and two probes, a target held nowhere finds both its counters set with
+    /// probability (1 − e^(−2n/m))²: ≤ 75 % with every store full to its bound, ~3 %
+    /// when they hold a tenth of it (each such false positive is one forward).
     pub fn new(max_targets: usize, seed: u64) -> Self {
         let n = max_targets.clamp(MIN_COUNTERS, MAX_COUNTERS).next_power_of_two();
         let counters = (0..n).map(|_| AtomicU8::new(0)).collect();
