@@ -116,7 +116,8 @@ build_binaries() {
   log "cargo build --release --target $triple -p tern -p tern-loadgen (+crt-static)"
   # An explicit --target keeps these artifacts apart from the host build in
   # target/release, so the static flags never invalidate it.
-  (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
+  # RUSTFLAGS replaces .cargo/config.toml's rustflags, so its cfg is repeated here.
+  (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static --cfg chacha20_avx512' \
     cargo build --release --locked --target "$triple" -p tern -p tern-loadgen)
 }
 
