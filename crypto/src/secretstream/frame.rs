@@ -59,9 +59,14 @@ pub fn encode_frame(body: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
 /// Reassembles frames from a byte stream.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
+    /// `buf[..end]` holds received bytes; past `end` it keeps stale bytes, so that it is not
+    /// zero-filled again when it grows back (and a buffer taken over by `handle_chunk`
+    /// keeps its length).
     buf: Vec<u8>,
     /// Offset of the first unconsumed byte in `buf`.
     start: usize,
+    /// End of the received bytes in `buf`.
+    end: usize,
     max_body: usize,
     max_buffered: usize,
 }
@@ -87,6 +92,7 @@ impl FrameDecoder {
         Self {
             buf: Vec::new(),
             start: 0,
+            end: 0,
             max_body,
             max_buffered: FRAME_PREFIX_LEN + max_body + chunk_slack,
         }
@@ -96,13 +102,48 @@ impl FrameDecoder {
     pub fn handle_data(&mut self, data: &[u8]) -> Result<(), FrameError> {
         if self.start > 0 {
             // Only the unconsumed tail (a partial frame) moves.
-            self.buf.drain(..self.start);
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() + data.len() > self.max_buffered {
+        if self.end + data.len() > self.max_buffered {
             return Err(FrameError::BufferFull);
         }
-        self.buf.extend_from_slice(data);
+        let end = self.end + data.len();
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        self.buf[self.end..end].copy_from_slice(data);
+        self.end = end;
+        Ok(())
+    }
+
+    /// Like [`FrameDecoder::handle_data`] for the bytes at `data` in `chunk`, taking the
+    /// chunk's buffer over instead of copying it when the bytes still held (a partial frame)
+    /// fit in front of `data`: they are copied there and the buffers are swapped, so `chunk`
+    /// comes back holding this decoder's old buffer (stale bytes, for reuse). A receiver that
+    /// leaves room in front of what it reads into so avoids copying every received byte once
+    /// more. A `data` range outside `chunk` is refused as [`FrameError::BufferFull`].
+    pub fn handle_chunk(
+        &mut self,
+        chunk: &mut Vec<u8>,
+        data: Range<usize>,
+    ) -> Result<(), FrameError> {
+        let held = self.end - self.start;
+        if data.start > data.end || data.end > chunk.len() {
+            return Err(FrameError::BufferFull);
+        }
+        if held + data.len() > self.max_buffered {
+            return Err(FrameError::BufferFull);
+        }
+        if held > data.start {
+            return self.handle_data(&chunk[data]);
+        }
+        let at = data.start - held;
+        chunk[at..data.start].copy_from_slice(&self.buf[self.start..self.end]);
+        std::mem::swap(&mut self.buf, chunk);
+        self.start = at;
+        self.end = data.end;
         Ok(())
     }
 
@@ -118,7 +159,7 @@ impl FrameDecoder {
     /// Like [`FrameDecoder::poll_frame`], as a range into the internal buffer (valid until the
     /// next `handle_data`); lets callers that loop over frames return a borrow afterwards.
     pub(crate) fn next_frame_range(&mut self) -> Result<Option<Range<usize>>, FrameError> {
-        let avail = &self.buf[self.start..];
+        let avail = &self.buf[self.start..self.end];
         let Some(prefix) = avail.first_chunk::<FRAME_PREFIX_LEN>() else {
             return Ok(None);
         };
@@ -150,7 +191,7 @@ impl FrameDecoder {
     /// polled).
     #[must_use]
     pub fn buffered(&self) -> &[u8] {
-        &self.buf[self.start..]
+        &self.buf[self.start..self.end]
     }
 
     /// Largest body this decoder accepts.
@@ -199,6 +240,66 @@ mod tests {
         assert!(d.poll_frame().unwrap().is_some());
         // After draining, the consumed frame no longer counts.
         d.handle_data(&[1; 11]).unwrap();
+    }
+
+    #[test]
+    fn handle_chunk_takes_the_buffer_over_or_copies() {
+        let mut d = FrameDecoder::with_limits(100, 1000);
+        // A whole frame and the start of the next, behind 4 bytes of headroom.
+        let mut chunk = vec![0, 0, 0, 0, 2, 0, 0, 7, 8, 3, 0];
+        d.handle_chunk(&mut chunk, 4..11).unwrap();
+        assert!(chunk.is_empty(), "the decoder's empty buffer comes back");
+        assert_eq!(d.poll_frame().unwrap().map(|f| f.to_vec()), Some(vec![7, 8]));
+        assert_eq!(d.poll_frame().unwrap(), None);
+        // The held 2-byte partial fits in the 4 bytes of headroom: moved there, no copy.
+        let mut next = vec![9, 9, 9, 9, 0, 1, 2, 3];
+        d.handle_chunk(&mut next, 4..8).unwrap();
+        assert_eq!(next.len(), 11, "the old buffer comes back, stale bytes and all");
+        assert_eq!(d.poll_frame().unwrap().map(|f| f.to_vec()), Some(vec![1, 2, 3]));
+        // Without headroom for the held bytes it copies like handle_data.
+        let mut tiny = vec![5, 0, 0, 1];
+        d.handle_chunk(&mut tiny, 0..4).unwrap();
+        let mut rest = vec![2, 3, 4, 5];
+        d.handle_chunk(&mut rest, 1..4).unwrap();
+        assert_eq!(rest, [2, 3, 4, 5], "copied, not taken over");
+        assert_eq!(d.poll_frame().unwrap(), None);
+        d.handle_data(&[6]).unwrap();
+        assert_eq!(d.poll_frame().unwrap().map(|f| f.to_vec()), Some(vec![1, 3, 4, 5, 6]));
+        // Bounds: a range outside the chunk, or more than the decoder may hold.
+        assert_eq!(d.handle_chunk(&mut vec![0; 4], 2..5), Err(FrameError::BufferFull));
+        let mut big = vec![0; 1300];
+        assert_eq!(d.handle_chunk(&mut big, 100..1300), Err(FrameError::BufferFull));
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_with_headroom_reassemble(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20),
+            cuts in proptest::collection::vec((0usize..64, 0usize..80), 0..200),
+        ) {
+            let mut wire = Vec::new();
+            for b in &bodies {
+                encode_frame(b, &mut wire).unwrap();
+            }
+            let mut d = FrameDecoder::with_limits(1000, 64);
+            let (mut got, mut spare) = (Vec::new(), Vec::new());
+            let mut rest = &wire[..];
+            let mut cuts = cuts.into_iter();
+            while !rest.is_empty() {
+                let (n, headroom) = cuts.next().unwrap_or((64, 0));
+                let n = n.min(rest.len());
+                // Stale bytes everywhere but the data, as a reused buffer would hold.
+                spare.clear();
+                spare.resize(headroom, 0xee);
+                spare.extend_from_slice(&rest[..n]);
+                spare.extend_from_slice(&[0xdd; 3]);
+                d.handle_chunk(&mut spare, headroom..headroom + n).unwrap();
+                drain(&mut d, &mut got).unwrap();
+                rest = &rest[n..];
+            }
+            prop_assert_eq!(got, bodies);
+            prop_assert!(d.buffered().is_empty());
+        }
     }
 
     proptest! {

@@ -10,7 +10,9 @@
 //! Driving it: write [`SecretStream::header_frame`] once, then [`SecretStream::encrypt_frame`]
 //! per message; feed received bytes to [`SecretStream::handle_data`] and drain
 //! [`SecretStream::poll_message`] until it returns `None`. Any receive error is final, as in JS
-//! where it destroys the stream.
+//! where it destroys the stream. A byte-stream reader may use [`SecretStream::read_plaintext`]
+//! instead of `poll_message`: it copies plaintext straight out of the decoder's buffer (where
+//! frames are decrypted in place) into the caller's, with no staging copy in between.
 
 use core::ops::Range;
 
@@ -24,6 +26,15 @@ use crate::noise::{HandshakeResult, stream_id};
 pub const HEADER_BODY_LEN: usize = 32 + HEADER_LEN;
 /// Total length of a header frame on the wire (59).
 pub const HEADER_FRAME_LEN: usize = FRAME_PREFIX_LEN + HEADER_BODY_LEN;
+/// Bytes a data frame adds to its plaintext: the length prefix, tag byte and MAC (20).
+pub const FRAME_OVERHEAD: usize = FRAME_PREFIX_LEN + ABYTES;
+
+/// Length on the wire of the data frame carrying `plaintext_len` bytes.
+#[must_use]
+pub const fn frame_len(plaintext_len: usize) -> usize {
+    plaintext_len + FRAME_OVERHEAD
+}
+
 /// Largest plaintext one frame carries: `2^24 - 1 - 17` = 16777198 bytes.
 pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_BODY - ABYTES;
 
@@ -78,6 +89,10 @@ pub struct SecretStream {
     header_frame: [u8; HEADER_FRAME_LEN],
     rx: Rx,
     decoder: FrameDecoder,
+    /// Plaintext of the last message decrypted by `read_plaintext` not yet copied out: a
+    /// range in the decoder's buffer, valid until the next `handle_data` (which refuses to
+    /// run while it is not empty).
+    unread: Range<usize>,
 }
 
 impl SecretStream {
@@ -133,6 +148,7 @@ impl SecretStream {
                 remote_id: stream_id(hash, !is_initiator),
             },
             decoder,
+            unread: 0..0,
         }
     }
 
@@ -171,12 +187,84 @@ impl SecretStream {
             .map_err(|_| StreamError::FrameTooShort)
     }
 
-    /// Buffers received bytes. Drain [`SecretStream::poll_message`] before the next call.
+    /// Writes the data frame `uint24le(len + 17) || push(plaintext)` into `out`, which must
+    /// be exactly [`frame_len`]`(plaintext.len())` bytes; encrypts buffer to buffer (no copy
+    /// of the plaintext first), so a sender can reuse frame buffers without zeroing them.
+    pub fn encrypt_frame_into(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), StreamError> {
+        if plaintext.len() > MAX_MESSAGE_LEN {
+            return Err(StreamError::MessageTooLarge(plaintext.len()));
+        }
+        let body_len = plaintext.len() + ABYTES;
+        let prefix = encode_prefix(body_len)?;
+        if out.len() != FRAME_PREFIX_LEN + body_len {
+            return Err(StreamError::FrameTooShort);
+        }
+        let (head, body) = out.split_at_mut(FRAME_PREFIX_LEN);
+        head.copy_from_slice(&prefix);
+        self.push.push_to(TAG_MESSAGE, plaintext, body).map_err(|_| StreamError::FrameTooShort)
+    }
+
+    /// Buffers received bytes. Drain [`SecretStream::poll_message`] (or
+    /// [`SecretStream::read_plaintext`], until it returns 0) before the next call.
     pub fn handle_data(&mut self, data: &[u8]) -> Result<(), StreamError> {
         if matches!(self.rx, Rx::Failed) {
             return Err(StreamError::Destroyed);
         }
+        // Buffering moves the decoder's bytes, which would invalidate `unread`.
+        if !self.unread.is_empty() {
+            return Err(StreamError::BufferFull);
+        }
         self.decoder.handle_data(data).map_err(StreamError::from)
+    }
+
+    /// Like [`SecretStream::handle_data`] for the bytes at `data` in `chunk`, taking the
+    /// chunk's buffer over instead of copying when it can (see
+    /// [`FrameDecoder::handle_chunk`]); `chunk` comes back holding a buffer to reuse.
+    pub fn handle_chunk(
+        &mut self,
+        chunk: &mut Vec<u8>,
+        data: Range<usize>,
+    ) -> Result<(), StreamError> {
+        if matches!(self.rx, Rx::Failed) {
+            return Err(StreamError::Destroyed);
+        }
+        if !self.unread.is_empty() {
+            return Err(StreamError::BufferFull);
+        }
+        self.decoder.handle_chunk(chunk, data).map_err(StreamError::from)
+    }
+
+    /// Copies decrypted plaintext into `out`, decrypting buffered frames as needed, and
+    /// returns how many bytes it copied: messages are concatenated into one byte stream
+    /// (keepalives vanish), and 0 means no complete frame is buffered (feed more with
+    /// [`SecretStream::handle_data`]), or `out` is empty. An error destroys the stream; when
+    /// some bytes were copied before it, they are returned first and the next call fails.
+    pub fn read_plaintext(&mut self, out: &mut [u8]) -> Result<usize, StreamError> {
+        let mut n = 0;
+        while n < out.len() {
+            if self.unread.is_empty() {
+                match self.poll_inner() {
+                    Ok(Some(range)) => self.unread = range,
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.rx = Rx::Failed;
+                        self.unread = 0..0;
+                        return if n > 0 { Ok(n) } else { Err(e) };
+                    }
+                }
+                continue;
+            }
+            let take = self.unread.len().min(out.len() - n);
+            let from = self.unread.start..self.unread.start + take;
+            out[n..n + take].copy_from_slice(self.decoder.range(from));
+            self.unread.start += take;
+            n += take;
+        }
+        Ok(n)
     }
 
     /// Whether the peer's header frame has been received and checked.
@@ -315,6 +403,22 @@ mod tests {
     }
 
     #[test]
+    fn encrypt_frame_into_matches_encrypt_frame() {
+        let (mut a, _) = pair();
+        let (mut b, _) = pair();
+        for len in [0usize, 5, 64, 70_000] {
+            let m = vec![9u8; len];
+            let mut want = Vec::new();
+            a.encrypt_frame(&m, &mut want).unwrap();
+            let mut got = vec![0x55; frame_len(len)];
+            b.encrypt_frame_into(&m, &mut got).unwrap();
+            assert_eq!(got, want);
+            let short = b.encrypt_frame_into(&m, &mut vec![0; frame_len(len) - 1]);
+            assert_eq!(short, Err(StreamError::FrameTooShort));
+        }
+    }
+
+    #[test]
     fn oversized_message_refused_locally() {
         let (mut a, _) = pair();
         let mut out = Vec::new();
@@ -344,6 +448,63 @@ mod tests {
                 rest = &rest[n..];
             }
             prop_assert_eq!(got, msgs);
+        }
+    }
+
+    #[test]
+    fn read_plaintext_refuses_data_while_unread_and_fails_after_bytes() {
+        let (mut a, mut b) = pair();
+        let mut wire = a.header_frame().to_vec();
+        a.encrypt_frame(b"abcdef", &mut wire).unwrap();
+        b.handle_data(&wire).unwrap();
+        let mut out = [0u8; 4];
+        assert_eq!(b.read_plaintext(&mut out), Ok(4));
+        assert_eq!(&out, b"abcd");
+        // Two bytes still sit in the decoder's buffer: buffering more would move them.
+        assert_eq!(b.handle_data(&[0]), Err(StreamError::BufferFull));
+        let mut wire = Vec::new();
+        a.encrypt_frame(b"gh", &mut wire).unwrap();
+        let mut bad = Vec::new();
+        a.encrypt_frame(b"ij", &mut bad).unwrap();
+        bad[5] ^= 1;
+        assert_eq!(b.read_plaintext(&mut out), Ok(2));
+        wire.extend_from_slice(&bad);
+        b.handle_data(&wire).unwrap();
+        // The good message comes out first; the forged one fails the next call.
+        assert_eq!(b.read_plaintext(&mut out), Ok(2));
+        assert_eq!(&out[..2], b"gh");
+        assert_eq!(b.read_plaintext(&mut out), Err(StreamError::Destroyed));
+    }
+
+    proptest! {
+        #[test]
+        fn read_plaintext_concatenates_under_any_chunking(
+            msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..12),
+            cuts in proptest::collection::vec(1usize..97, 0..100),
+            reads in proptest::collection::vec(1usize..200, 1..50),
+        ) {
+            let (mut a, mut b) = pair();
+            let mut wire = a.header_frame().to_vec();
+            for m in &msgs {
+                a.encrypt_frame(m, &mut wire).unwrap();
+            }
+            let (mut got, mut buf) = (Vec::new(), [0u8; 200]);
+            let mut rest = &wire[..];
+            let (mut cuts, mut reads) = (cuts.into_iter(), reads.iter().cycle());
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap_or(97).min(rest.len());
+                b.handle_data(&rest[..n]).unwrap();
+                loop {
+                    let want = *reads.next().unwrap_or(&200);
+                    let got_n = b.read_plaintext(&mut buf[..want]).unwrap();
+                    if got_n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..got_n]);
+                }
+                rest = &rest[n..];
+            }
+            prop_assert_eq!(got, msgs.concat());
         }
     }
 

@@ -163,14 +163,16 @@ impl Streams {
         }
         // Outbound: as much as UDX's send buffer takes.
         let mut written = 0;
-        while written < s.outbound.len() {
-            match udx.write(now, id, &s.outbound[written..], tx) {
+        while let Some(frame) = s.outbound.front() {
+            match udx.write(now, id, frame, tx) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => written += n,
+                Ok(n) => {
+                    s.outbound.consume(n);
+                    written += n;
+                }
             }
         }
         if written > 0 {
-            s.outbound.drain(..written);
             if let Some(w) = s.write_waker.take() {
                 w.wake();
             }
@@ -184,24 +186,21 @@ impl Streams {
             }
         }
         // Inbound: as much as the pipe has room for (the rest waits in UDX, whose
-        // window then closes on the sender). Read through a reused scratch buffer: growing
-        // the pipe first would zero-fill 64 KiB per call.
+        // window then closes on the sender), read straight into the pipe's buffer. A
+        // dropped handle's bytes go through the scratch buffer and are discarded.
         let mut got = false;
         loop {
-            let room = if s.dropped {
-                READ_CHUNK
+            let n = if s.dropped {
+                udx.read(id, &mut self.scratch).unwrap_or(0)
             } else {
-                PIPE_CAPACITY.saturating_sub(s.inbound.len()).min(READ_CHUNK)
+                let room = PIPE_CAPACITY.saturating_sub(s.inbound.len()).min(READ_CHUNK);
+                if room == 0 {
+                    break;
+                }
+                s.inbound.fill_with(room, |buf| udx.read(id, buf).unwrap_or(0))
             };
-            if room == 0 {
-                break;
-            }
-            let n = udx.read(id, &mut self.scratch[..room]).unwrap_or(0);
             if n == 0 {
                 break;
-            }
-            if !s.dropped {
-                s.inbound.extend_from_slice(&self.scratch[..n]);
             }
             got = true;
         }

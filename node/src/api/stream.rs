@@ -7,6 +7,13 @@
 //! flow control instead of growing memory. The node is nudged with a `Pump` command only
 //! when a buffer changes from a state it could be waiting on (empty outbound, full
 //! inbound), so a busy stream costs one mailbox message per batch, not per write.
+//!
+//! Bytes are copied as few times as the layers allow (one stream is CPU-bound: issue 8
+//! goal P5): a write encrypts buffer to buffer into a reused frame buffer that moves into
+//! the pipe whole ([`Outbound`]); the node thread reads UDX straight into the inbound
+//! buffer, which the handle swaps out and the secret-stream decoder takes over (its
+//! headroom receives the partial frame the decoder held); frames are decrypted in place
+//! and copied once, into the caller's buffer.
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,8 +23,8 @@ use std::task::{Context, Poll, Waker};
 
 use futures_io::{AsyncRead, AsyncWrite};
 use tern_crypto::noise::HandshakeResult;
-use tern_crypto::secretstream::SecretStream;
-use tern_crypto::secretstream::{ENVELOPE_OVERHEAD, UnorderedReceiver, UnorderedSender};
+use tern_crypto::secretstream::{ENVELOPE_OVERHEAD, UnorderedReceiver, UnorderedSender, frame_len};
+use tern_crypto::secretstream::{SecretStream, StreamError};
 use tern_driver::{EndpointHandle, SendError};
 
 use crate::api::endpoint::{ApiCommand, ApiNode};
@@ -42,15 +49,131 @@ pub(crate) enum Closed {
     Error(io::ErrorKind),
 }
 
+/// Emptied frame buffers kept for reuse per stream: enough for the frames of one pump's
+/// worth of writes (a fresh 64 KiB allocation per write costs page faults and zeroing
+/// in the kernel, which showed in profiles of one stream at ~400 MB/s).
+const SPARE_FRAMES: usize = 4;
+
+/// Frames the handle wrote, not yet accepted by UDX. Each frame's buffer moves in whole
+/// from the writer (no copy into a shared byte buffer) and is consumed from the front by
+/// the node thread, which hands emptied buffers back for the writer to reuse.
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    frames: VecDeque<Vec<u8>>,
+    /// Bytes of the front frame UDX already took.
+    head: usize,
+    /// Bytes queued, not yet taken.
+    len: usize,
+    /// Emptied buffers (at most `SPARE_FRAMES`).
+    spare: Vec<Vec<u8>>,
+}
+
+impl Outbound {
+    /// Bytes queued, not yet taken by UDX.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues a whole frame (or several back to back).
+    pub(crate) fn push(&mut self, frame: Vec<u8>) {
+        if !frame.is_empty() {
+            self.len += frame.len();
+            self.frames.push_back(frame);
+        }
+    }
+
+    /// The untaken part of the front frame.
+    pub(crate) fn front(&self) -> Option<&[u8]> {
+        self.frames.front().and_then(|f| f.get(self.head..))
+    }
+
+    /// Marks `n` bytes of the front frame taken (at most what `front` returned).
+    pub(crate) fn consume(&mut self, n: usize) {
+        let Some(front) = self.frames.front() else { return };
+        let n = n.min(front.len() - self.head);
+        self.head += n;
+        self.len -= n;
+        if self.head == front.len() {
+            self.head = 0;
+            if let Some(done) = self.frames.pop_front()
+                && self.spare.len() < SPARE_FRAMES
+            {
+                self.spare.push(done);
+            }
+        }
+    }
+
+    /// A buffer for the next frame: a reused one (holding an old frame's bytes, to be
+    /// overwritten) when available.
+    pub(crate) fn take_spare(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+}
+
+/// Room left in front of received bytes: the secret-stream decoder moves the partial frame
+/// it still holds there and takes the whole buffer over instead of copying the bytes into
+/// its own (`FrameDecoder::handle_chunk`). One frame of our own writes fits; a peer's
+/// bigger frames only cost that copy.
+const HEADROOM: usize = frame_len(MAX_FRAME_PLAINTEXT);
+
+/// Ciphertext the node thread received for the handle, at `HEADROOM..HEADROOM + filled`
+/// in `buf`. The buffer's initialised length only grows (to at most `HEADROOM +
+/// PIPE_CAPACITY`), so UDX reads straight into it without zero-filling first or going
+/// through a scratch buffer; the handle swaps whole buffers with it.
+#[derive(Debug, Default)]
+pub(crate) struct Inbound {
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Inbound {
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Appends up to `room` bytes produced by `read` (which fills a slice and says how much
+    /// it wrote); returns that count.
+    pub(crate) fn fill_with(
+        &mut self,
+        room: usize,
+        read: impl FnOnce(&mut [u8]) -> usize,
+    ) -> usize {
+        let at = HEADROOM + self.filled;
+        if self.buf.len() < at + room {
+            self.buf.resize(at + room, 0);
+        }
+        let n = read(&mut self.buf[at..at + room]).min(room);
+        self.filled += n;
+        n
+    }
+
+    /// Hands the bytes held to `secret` (which may take the buffer over and leave another
+    /// in its place) and empties this.
+    fn feed(&mut self, secret: &mut SecretStream) -> Result<(), StreamError> {
+        let data = HEADROOM..HEADROOM + self.filled;
+        self.filled = 0;
+        secret.handle_chunk(&mut self.buf, data)
+    }
+}
+
 /// The state shared by a stream's handle and the node thread.
 #[derive(Debug, Default)]
 pub(crate) struct PipeState {
     /// Ciphertext received, not yet taken by the handle.
-    pub inbound: Vec<u8>,
+    pub inbound: Inbound,
     /// The peer ended its side and everything before the END is in `inbound`.
     pub read_ended: bool,
     /// Ciphertext written by the handle, not yet accepted by UDX.
-    pub outbound: Vec<u8>,
+    pub outbound: Outbound,
     /// The handle asked to end its side once `outbound` is flushed.
     pub end_requested: bool,
     /// The handle asked to reset the stream.
@@ -99,11 +222,8 @@ pub struct SecureStream {
     stream: u32,
     secret: SecretStream,
     handshake: HandshakeResult,
-    /// Plaintext decrypted but not yet read.
-    plain: Vec<u8>,
-    plain_pos: usize,
     /// Ciphertext taken from the pipe, not yet decrypted.
-    scratch: Vec<u8>,
+    scratch: Inbound,
     failed: Option<io::ErrorKind>,
     unordered_tx: UnorderedSender,
     unordered_rx: UnorderedReceiver,
@@ -128,7 +248,7 @@ impl SecureStream {
         header: [u8; 24],
     ) -> Self {
         let secret = SecretStream::new(&handshake, &header);
-        pipe.lock().outbound.extend_from_slice(&secret.header_frame());
+        pipe.lock().outbound.push(secret.header_frame().to_vec());
         // The unordered counter starts at 8 random bytes (from the header's, which are).
         let mut counter = [0u8; 8];
         counter.copy_from_slice(&header[16..24]);
@@ -142,9 +262,7 @@ impl SecureStream {
             stream,
             secret,
             handshake,
-            plain: Vec::new(),
-            plain_pos: 0,
-            scratch: Vec::new(),
+            scratch: Inbound::default(),
             failed: None,
         }
     }
@@ -273,35 +391,25 @@ impl SecureStream {
         }
     }
 
-    /// Decrypts what the pipe holds; returns whether plaintext is available, or the
-    /// state that ends reading.
-    fn fill_plain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Fails the stream after a decryption or framing error (remote input: reset it).
+    fn fail_invalid(&mut self) -> Poll<io::Result<usize>> {
+        self.failed = Some(io::ErrorKind::InvalidData);
+        self.destroy();
+        Poll::Ready(Err(io::ErrorKind::InvalidData.into()))
+    }
+
+    /// Reads plaintext into `buf`: decrypts frames already buffered, else takes what the
+    /// pipe holds. Frames are decrypted in place in the secret-stream's buffer and copied
+    /// from there straight into `buf` (no staging buffer in between).
+    fn read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         loop {
-            if self.plain_pos < self.plain.len() {
-                return Poll::Ready(Ok(()));
-            }
             if let Some(kind) = self.failed {
                 return Poll::Ready(Err(kind.into()));
             }
-            self.plain.clear();
-            self.plain_pos = 0;
-            // Decrypt whatever is buffered in the frame decoder first.
-            loop {
-                match self.secret.poll_message() {
-                    Ok(Some(msg)) => self.plain.extend_from_slice(msg),
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.failed = Some(io::ErrorKind::InvalidData);
-                        self.destroy();
-                        return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
-                    }
-                }
-                if self.plain.len() >= MAX_FRAME_PLAINTEXT {
-                    break;
-                }
-            }
-            if !self.plain.is_empty() {
-                return Poll::Ready(Ok(()));
+            match self.secret.read_plaintext(buf) {
+                Ok(0) => {}
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(_) => return self.fail_invalid(),
             }
             let (was_full, unsent, ended, closed) = {
                 let mut s = self.pipe.lock();
@@ -322,19 +430,14 @@ impl SecureStream {
             }
             if self.scratch.is_empty() {
                 return match (ended, closed) {
-                    (true, _) | (_, Some(Closed::Clean)) => Poll::Ready(Ok(())),
+                    (true, _) | (_, Some(Closed::Clean)) => Poll::Ready(Ok(0)),
                     (_, Some(Closed::Error(kind))) => Poll::Ready(Err(kind.into())),
                     _ => Poll::Pending,
                 };
             }
-            let data = std::mem::take(&mut self.scratch);
-            if self.secret.handle_data(&data).is_err() {
-                self.failed = Some(io::ErrorKind::InvalidData);
-                self.destroy();
-                return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
+            if self.scratch.feed(&mut self.secret).is_err() {
+                return self.fail_invalid();
             }
-            self.scratch = data;
-            self.scratch.clear();
         }
     }
 }
@@ -349,17 +452,7 @@ impl AsyncRead for SecureStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        match this.fill_plain(cx) {
-            Poll::Ready(Ok(())) => {
-                let avail = &this.plain[this.plain_pos..];
-                let n = avail.len().min(buf.len());
-                buf[..n].copy_from_slice(&avail[..n]);
-                this.plain_pos += n;
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        this.read_into(cx, buf)
     }
 }
 
@@ -378,7 +471,7 @@ impl AsyncWrite for SecureStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        {
+        let mut frame = {
             let mut s = this.pipe.lock();
             if let Some(c) = s.closed {
                 let kind = match c {
@@ -396,13 +489,16 @@ impl AsyncWrite for SecureStream {
                 this.nudge_or_repoll(cx);
                 return Poll::Pending;
             }
-        }
+            s.outbound.take_spare()
+        };
         let n = buf.len().min(MAX_FRAME_PLAINTEXT);
-        let mut frame = Vec::with_capacity(n + 20);
-        if this.secret.encrypt_frame(&buf[..n], &mut frame).is_err() {
+        // A reused buffer keeps its old bytes (overwritten below): resizing only grows it,
+        // so it is not zero-filled again for every frame.
+        frame.resize(frame_len(n), 0);
+        if this.secret.encrypt_frame_into(&buf[..n], &mut frame).is_err() {
             return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
         }
-        this.pipe.lock().outbound.extend_from_slice(&frame);
+        this.pipe.lock().outbound.push(frame);
         this.nudge();
         Poll::Ready(Ok(n))
     }
