@@ -9,13 +9,14 @@
 //! in tern's driver, at the end of the loop turn that read it — and that sends them.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use tern_base::{SocketId, Timestamp, TxQueue};
 use tern_wire::udx::UdxPacket;
 
+use crate::idmap::IdMap;
 use crate::packet::{
     Hdr, UDX_DATA, UDX_DESTROY, UDX_END, UDX_HEADER_LEN, UDX_MAGIC, UDX_VERSION, put_header,
     read_id,
@@ -78,8 +79,8 @@ struct Linger {
 #[derive(Debug)]
 pub struct Udx {
     cfg: UdxConfig,
-    streams: HashMap<u32, Stream>,
-    lingering: HashMap<u32, Linger>,
+    streams: IdMap<Stream>,
+    lingering: IdMap<Linger>,
     events: Events,
     /// (deadline, stream id); stale entries are skipped when popped.
     heap: BinaryHeap<Reverse<(u64, u32)>>,
@@ -98,8 +99,8 @@ impl Udx {
         cfg.max_mtu = cfg.max_mtu.max(cfg.base_mtu);
         Self {
             cfg,
-            streams: HashMap::new(),
-            lingering: HashMap::new(),
+            streams: IdMap::default(),
+            lingering: IdMap::default(),
             events: Events::default(),
             heap: BinaryHeap::new(),
             pending: VecDeque::new(),

@@ -13,6 +13,7 @@
 
 mod bbr;
 mod engine;
+mod idmap;
 mod mtu;
 mod packet;
 mod recv;
