@@ -172,10 +172,13 @@ impl Streams {
                 }
             }
         }
-        if written > 0 {
-            if let Some(w) = s.write_waker.take() {
-                w.wake();
-            }
+        // A writer waits for a whole frame's room, a flush for an empty pipe (which has
+        // that room too): wake it only then, not for every few bytes UDX took.
+        if written > 0
+            && s.outbound.has_room()
+            && let Some(w) = s.write_waker.take()
+        {
+            w.wake();
         }
         if s.end_requested && s.outbound.is_empty() && !s.end_sent {
             s.end_sent = true;

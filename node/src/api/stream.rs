@@ -49,10 +49,17 @@ pub(crate) enum Closed {
     Error(io::ErrorKind),
 }
 
-/// Emptied frame buffers kept for reuse per stream: enough for the frames of one pump's
-/// worth of writes (a fresh 64 KiB allocation per write costs page faults and zeroing
-/// in the kernel, which showed in profiles of one stream at ~400 MB/s).
-const SPARE_FRAMES: usize = 4;
+/// Emptied frame buffers kept for reuse per stream (a fresh 64 KiB allocation per write
+/// costs zero-filling and page faults, which showed in profiles of one stream at
+/// ~400 MB/s). As many as the pipe holds frames: UDX often takes several at once (an
+/// ack frees much of its buffer), and a writer then refills the pipe just as fast. A
+/// buffer is allocated only when none is spare, so queued plus spare buffers stay
+/// within the pipe's capacity (plus one), as the byte buffer before them did.
+const SPARE_FRAMES: usize = PIPE_CAPACITY / WRITE_ROOM + 1;
+/// Room a writer waits for in the outbound pipe: one largest frame, so that it writes a
+/// frame when one has been emptied for it to reuse, not a fresh one for every few bytes
+/// UDX took (the node wakes it by the same rule).
+const WRITE_ROOM: usize = frame_len(MAX_FRAME_PLAINTEXT);
 
 /// Frames the handle wrote, not yet accepted by UDX. Each frame's buffer moves in whole
 /// from the writer (no copy into a shared byte buffer) and is consumed from the front by
@@ -69,13 +76,15 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    /// Bytes queued, not yet taken by UDX.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether a writer may queue another frame: the frames held, counted whole, leave
+    /// room for a largest one. Counting the front frame whole (not less what UDX took of
+    /// it) makes room appear when a frame is emptied, i.e. when a buffer is there to reuse.
+    pub(crate) fn has_room(&self) -> bool {
+        self.len + self.head + WRITE_ROOM <= PIPE_CAPACITY
     }
 
     /// Queues a whole frame (or several back to back).
@@ -483,7 +492,7 @@ impl AsyncWrite for SecureStream {
             if s.end_requested {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
-            if s.outbound.len() >= PIPE_CAPACITY {
+            if !s.outbound.has_room() {
                 s.write_waker = Some(cx.waker().clone());
                 drop(s);
                 this.nudge_or_repoll(cx);
