@@ -159,18 +159,10 @@ impl PushStream {
         if len < ABYTES {
             return Err(CipherError::TooShort);
         }
-        let (head, mac_slot) = buf.split_at_mut(len - 16);
-        let (tag_slot, body) = head.split_at_mut(1);
-        let (mut cipher, poly) = self.state.begin();
-        let mut block1 = [0u8; 64];
-        block1[0] = tag;
-        cipher.apply_keystream(&mut block1);
-        tag_slot[0] = block1[0];
-        cipher.apply_keystream(body);
-        let mac = State::mac(poly, &block1, body);
-        mac_slot.copy_from_slice(&mac);
-        self.state.advance(&mac, tag);
-        Ok(())
+        self.seal(tag, buf, |cipher, body| {
+            cipher.apply_keystream(body);
+            Ok(())
+        })
     }
 
     /// Encrypts `plaintext` into `out`, which must be exactly `plaintext.len() + 17` bytes
@@ -185,6 +177,22 @@ impl PushStream {
         if out.len() != plaintext.len() + ABYTES {
             return Err(CipherError::TooShort);
         }
+        self.seal(tag, out, |cipher, body| {
+            let inout = InOutBuf::new(plaintext, body).map_err(|_| CipherError::TooShort)?;
+            cipher.apply_keystream_inout(inout);
+            Ok(())
+        })
+    }
+
+    /// One message into `out` (`tag byte ‖ body ‖ MAC`, at least 17 bytes): the tag
+    /// block, then `encrypt_body` fills the body with ciphertext, then the MAC and the
+    /// state's advance. Both push forms differ only in where the body's plaintext is.
+    fn seal(
+        &mut self,
+        tag: u8,
+        out: &mut [u8],
+        encrypt_body: impl FnOnce(&mut ChaCha20, &mut [u8]) -> Result<(), CipherError>,
+    ) -> Result<(), CipherError> {
         let (head, mac_slot) = out.split_at_mut(out.len() - 16);
         let (tag_slot, body) = head.split_at_mut(1);
         let (mut cipher, poly) = self.state.begin();
@@ -192,8 +200,7 @@ impl PushStream {
         block1[0] = tag;
         cipher.apply_keystream(&mut block1);
         tag_slot[0] = block1[0];
-        let inout = InOutBuf::new(plaintext, body).map_err(|_| CipherError::TooShort)?;
-        cipher.apply_keystream_inout(inout);
+        encrypt_body(&mut cipher, body)?;
         let mac = State::mac(poly, &block1, body);
         mac_slot.copy_from_slice(&mac);
         self.state.advance(&mac, tag);

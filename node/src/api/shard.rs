@@ -189,37 +189,26 @@ impl ShardLink {
         match Message::decode(data) {
             Ok(Message::Response(_)) => Steer::Response,
             Ok(Message::Request(q)) if !q.internal => {
-                let storage = matches!(
-                    Command::from_u64(q.command),
-                    Some(
-                        Command::PeerHandshake
-                            | Command::PeerHolepunch
-                            | Command::FindPeer
-                            | Command::Lookup
-                            | Command::Announce
-                            | Command::Unannounce
-                            | Command::MutablePut
-                            | Command::MutableGet
-                            | Command::ImmutablePut
-                            | Command::ImmutableGet
-                    )
-                );
-                let handshake = matches!(
-                    Command::from_u64(q.command),
-                    Some(Command::PeerHandshake | Command::PeerHolepunch)
-                );
-                // Reads whose answer comes from the stores alone; the relays
-                // (PEER_HANDSHAKE / PEER_HOLEPUNCH) also consult the relay guard and
-                // the listening registry, and stay with their owner.
-                let read = matches!(
-                    Command::from_u64(q.command),
+                // Which storage request it is: a relay (PEER_HANDSHAKE / PEER_HOLEPUNCH,
+                // which also consult the relay guard and the listening registry, so they
+                // stay with their owner), a read whose answer comes from the stores
+                // alone, or a write.
+                let (handshake, read, storage) = match Command::from_u64(q.command) {
+                    Some(Command::PeerHandshake | Command::PeerHolepunch) => (true, false, true),
                     Some(
                         Command::Lookup
-                            | Command::FindPeer
-                            | Command::MutableGet
-                            | Command::ImmutableGet
-                    )
-                );
+                        | Command::FindPeer
+                        | Command::MutableGet
+                        | Command::ImmutableGet,
+                    ) => (false, true, true),
+                    Some(
+                        Command::Announce
+                        | Command::Unannounce
+                        | Command::MutablePut
+                        | Command::ImmutablePut,
+                    ) => (false, false, true),
+                    _ => (false, false, false),
+                };
                 match q.target {
                     Some(t) if handshake && let Some(shard) = self.listener_shard(t) => {
                         Steer::Owner(shard)
