@@ -184,6 +184,20 @@ fn persistent_config(port: u16, boot: Option<u16>) -> NodeConfig {
     NodeConfig { rpc, host: Ipv4Addr::LOCALHOST, port, ..NodeConfig::default() }
 }
 
+/// A bootstrapper on `boot` and `nodes` persistent nodes on the ports after it, all
+/// bootstrapped.
+fn testnet(driver: &tern::NodeDriver, boot: u16, nodes: u16) -> (Dht, Vec<Dht>) {
+    let first = Dht::start_on(driver, persistent_config(boot, None)).unwrap();
+    first.ready().wait().unwrap();
+    let net: Vec<Dht> = (1..=nodes)
+        .map(|i| Dht::start_on(driver, persistent_config(boot + i, Some(boot))).unwrap())
+        .collect();
+    for n in &net {
+        n.ready().wait().unwrap();
+    }
+    (first, net)
+}
+
 /// Every shard's table, sorted.
 fn shard_tables(dht: &Dht) -> Vec<Vec<SocketAddrV4>> {
     dht.shard_table_nodes(1000)
@@ -203,14 +217,7 @@ fn shards_replicate_their_routing_tables() {
     const LATE: u16 = 29_420;
     let io = tern::io_mode_from_env().unwrap();
     let driver = tern::node_driver(1, "table-net").unwrap();
-    let boot = Dht::start_on(&driver, persistent_config(BOOT, None)).unwrap();
-    boot.ready().wait().unwrap();
-    let net: Vec<Dht> = (1..=6)
-        .map(|i| Dht::start_on(&driver, persistent_config(BOOT + i, Some(BOOT))).unwrap())
-        .collect();
-    for n in &net {
-        n.ready().wait().unwrap();
-    }
+    let (boot, net) = testnet(&driver, BOOT, 6);
 
     let sharded = Dht::start_sharded(persistent_config(SHARDED, Some(BOOT)), 2, io).unwrap();
     sharded.ready().wait().unwrap();
@@ -257,14 +264,7 @@ fn the_first_shard_keeps_up_the_identity_and_the_others_follow() {
     const SHARDED: u16 = 29_440;
     let io = tern::io_mode_from_env().unwrap();
     let driver = tern::node_driver(1, "leader-net").unwrap();
-    let boot = Dht::start_on(&driver, persistent_config(BOOT, None)).unwrap();
-    boot.ready().wait().unwrap();
-    let net: Vec<Dht> = (1..=3)
-        .map(|i| Dht::start_on(&driver, persistent_config(BOOT + i, Some(BOOT))).unwrap())
-        .collect();
-    for n in &net {
-        n.ready().wait().unwrap();
-    }
+    let (boot, net) = testnet(&driver, BOOT, 3);
 
     // Not told its address: it learns it from its walk's replies (requests leave from
     // the shared server port) and turns persistent once it knows it.
