@@ -266,4 +266,12 @@ fn metrics_count_the_requests_and_replies_that_were_sent() {
     let other = "command=\"other_app\",kind=\"app\"";
     assert_eq!(sample(&metrics, "tern_requests_total", other), Some(1));
     assert_eq!(sample(&metrics, "tern_error_replies_total", ""), Some(1), "{metrics}");
+    // The driver's own counters: every request came in and every reply went out
+    // through the shard's loop (its own maintenance traffic may add a few).
+    let asked: u64 = counts.iter().map(|c| c.3).sum::<u64>() + 1;
+    let dgrams = |dir: &str| sample(&metrics, "tern_shard_datagrams_total", dir).unwrap_or(0);
+    assert!(dgrams("direction=\"in\"") >= asked, "{metrics}");
+    assert!(dgrams("direction=\"out\"") >= asked, "{metrics}");
+    let turns = sample(&metrics, "tern_shard_loop_turns_total", "shard=\"0\"");
+    assert!(turns.is_some_and(|t| t >= asked), "one request at a time: a turn each: {metrics}");
 }

@@ -549,6 +549,12 @@ impl<E: Endpoint> EndpointHandle<E> {
     pub fn mailbox_len(&self) -> usize {
         self.sender.len()
     }
+
+    /// Counters of the driver thread the endpoint runs on (as of its last turn),
+    /// shared by every endpoint on that thread.
+    pub fn thread_stats(&self) -> DriverStats {
+        self.shared.stats.snapshot()
+    }
 }
 
 /// The command inside a message `EndpointHandle::send` built as `Msg::Command`.

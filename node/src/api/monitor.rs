@@ -23,6 +23,9 @@ pub struct ShardLoad {
     /// Messages waiting in that thread's mailbox (API commands, datagrams forwarded
     /// by sibling shards), out of [`tern_driver::MAILBOX_CAPACITY`] by default.
     pub mailbox_len: usize,
+    /// The driver thread's counters: loop turns, datagrams in and out, timer calls.
+    /// Nodes sharing one driver thread share them.
+    pub driver: tern_driver::DriverStats,
 }
 
 /// A cloneable, `Send` view of one node: counters and state, no operations. It stays
@@ -82,7 +85,11 @@ impl DhtMonitor {
     pub fn shard_load(&self) -> Vec<ShardLoad> {
         self.handles
             .iter()
-            .map(|h| ShardLoad { os_thread: h.thread_os_id(), mailbox_len: h.mailbox_len() })
+            .map(|h| ShardLoad {
+                os_thread: h.thread_os_id(),
+                mailbox_len: h.mailbox_len(),
+                driver: h.thread_stats(),
+            })
             .collect()
     }
 

@@ -180,6 +180,22 @@ pub fn render(observed: &Observed) -> String {
         "gauge",
         "Messages waiting in each shard thread's mailbox (commands, forwarded datagrams).",
     );
+    let mut shard_turns = Family::new(
+        "tern_shard_loop_turns_total",
+        "counter",
+        "Event-loop turns of each shard thread (one wait each): datagrams per turn is \
+         its batching.",
+    );
+    let mut shard_datagrams = Family::new(
+        "tern_shard_datagrams_total",
+        "counter",
+        "Datagrams each shard thread received and sent (all sockets of its endpoints).",
+    );
+    let mut shard_timers = Family::new(
+        "tern_shard_timer_calls_total",
+        "counter",
+        "Timer deadlines each shard thread served (handle_timeout calls).",
+    );
     let mut shard_forwarded = Family::new(
         "tern_shard_forwarded_total",
         "counter",
@@ -275,6 +291,12 @@ pub fn render(observed: &Observed) -> String {
                 shard_cpu.add_f64(format!("{l},shard=\"{i}\""), cpu);
             }
             shard_queue.add(format!("{l},shard=\"{i}\""), load.mailbox_len as u64);
+            let d = &load.driver;
+            shard_turns.add(format!("{l},shard=\"{i}\""), d.turns);
+            shard_datagrams
+                .add(format!("{l},shard=\"{i}\",direction=\"in\""), d.datagrams_received);
+            shard_datagrams.add(format!("{l},shard=\"{i}\",direction=\"out\""), d.datagrams_sent);
+            shard_timers.add(format!("{l},shard=\"{i}\""), d.timeouts);
         }
     }
     let mut out = String::new();
@@ -307,6 +329,9 @@ pub fn render(observed: &Observed) -> String {
         &shard_requests,
         &shard_cpu,
         &shard_queue,
+        &shard_turns,
+        &shard_datagrams,
+        &shard_timers,
         &shard_forwarded,
         &shard_table,
     ] {
