@@ -304,13 +304,15 @@ impl SendBatch {
         let messages = self.messages;
         let mut at = 0;
         while at < messages {
+            // The raw syscall: libc's wrapper is a cancellation point (see `RecvBatch`).
             // SAFETY: hdrs[at..messages] were initialised by the load with pointers to
             // `addrs`/`iovs`/`ctrls` of this batch and to payloads borrowed from the
             // caller's items (alive for this whole call); the kernel only reads them
             // (and writes msg_len). `at < messages <= hdrs.len()` keeps the pointer
             // arithmetic in bounds.
             let r = unsafe {
-                libc::sendmmsg(
+                libc::syscall(
+                    libc::SYS_sendmmsg,
                     fd.as_raw_fd(),
                     self.hdrs.as_mut_ptr().add(at),
                     (messages - at) as libc::c_uint,

@@ -89,14 +89,21 @@ impl Backend for Epoll {
                 libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
             }
         };
+        // epoll_pwait with no signal mask is epoll_wait (which aarch64 lacks), called
+        // raw because libc's wrapper is a thread cancellation point: it toggles
+        // asynchronous cancellation around every wait, and tern never cancels threads.
         // SAFETY: `events` is a live buffer of MAX_EVENTS epoll_events and the count
-        // passed is its length; the kernel writes at most that many.
+        // passed is its length; the kernel writes at most that many. A null
+        // signal mask leaves the thread's mask alone (the size argument is then unused).
         let n = unsafe {
-            libc::epoll_wait(
+            libc::syscall(
+                libc::SYS_epoll_pwait,
                 self.fd.as_raw_fd(),
                 self.events.as_mut_ptr(),
                 self.events.len() as libc::c_int,
                 ms,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
             )
         };
         let Ok(n) = usize::try_from(n) else {

@@ -103,6 +103,10 @@ fn untoken(t: u64) -> (u32, u16, usize) {
 pub(crate) struct Shard<E: Endpoint, B: Backend> {
     backend: B,
     clock: Clock,
+    /// The clock as of this turn's wake-up (refreshed when a socket's receive loop
+    /// goes past its first batch): one read serves the turn's first batch, its
+    /// mailbox and its timers, which at light load are all the turn does.
+    now: Timestamp,
     shared: Arc<ThreadShared>,
     mailbox: Receiver<Msg<E>>,
     slots: Vec<Slot<E>>,
@@ -140,6 +144,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
         backend.register_waker(shared.waker.fd(), WAKER_TOKEN)?;
         Ok(Self {
             backend,
+            now: clock.now(),
             clock,
             shared,
             mailbox,
@@ -175,6 +180,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             if let Err(e) = self.backend.wait(timeout, &mut self.rx, &mut self.ready) {
                 break Err(e);
             }
+            self.now = self.clock.now();
             busy = self.turn();
             self.shared.stats.publish(&self.stats);
         };
@@ -281,7 +287,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
     /// Calls `handle_timeout` on endpoints whose deadline passed, at most
     /// `timeouts_per_turn` of them. Returns true if due ones are left.
     fn fire_timers(&mut self) -> bool {
-        let now = self.clock.now();
+        let now = self.now;
         let mut fired = 0;
         while fired < self.limits.timeouts_per_turn {
             let Some(entry) = self.timers.pop_due(now) else { return false };
@@ -315,7 +321,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
         // Re-arm wake-ups before draining, so a message sent after the drain wakes
         // the next wait (see `Waker`).
         self.shared.waker.reset();
-        let now = self.clock.now();
+        let now = self.now;
         for _ in 0..self.limits.commands_per_turn {
             match self.mailbox.try_recv() {
                 Ok(Msg::Command { id, command }) => {

@@ -250,7 +250,8 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
     pub(super) fn read_socket(&mut self, slot: u32, index: usize) {
         self.switch_tx(slot);
         let generation = self.slot_generation(slot);
-        let started = self.clock.now();
+        let started = self.now;
+        let mut first = true;
         let high_water = (self.tx.max_datagrams() / 2).max(1);
         let mut taken = 0;
         let Some(live) = self.slots.get_mut(slot as usize).and_then(|s| s.live.as_mut()) else {
@@ -271,8 +272,12 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             if n == 0 {
                 break;
             }
-            // One clock read per batch: every datagram of it arrived "now".
-            let now = self.clock.now();
+            // One clock read per batch: every datagram of it arrived "now" (the turn's
+            // wake-up time serves the first).
+            if !std::mem::take(&mut first) {
+                self.now = self.clock.now();
+            }
+            let now = self.now;
             self.stats.recv_truncated += self.rx.truncated() as u64;
             for d in self.rx.datagrams() {
                 if self.tx.len() >= high_water {
