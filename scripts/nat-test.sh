@@ -19,7 +19,8 @@
 # consistent NATs; an idle connection behind short NAT timeouts; JS behind a random NAT
 # <-> tern behind a consistent one (the JS side opens its birthday sockets, tern sprays
 # ports) and the other way round (tern opens its birthday sockets, the tern or JS
-# server sprays); tern behind a random NAT -> a reachable server; two hosts behind the same NAT,
+# server sprays), and servers behind the random NAT (tern or JS server opens its birthday
+# sockets, the tern or JS client sprays); tern behind a random NAT -> a reachable server; two hosts behind the same NAT,
 # which does not loop packets for its public address back inside ("hairpinning"), so only
 # the LAN shortcut connects them (tern<->tern, JS client -> tern server, tern client -> JS
 # server). Every wait is bounded.
@@ -255,6 +256,16 @@ pk=$(tern_server a 8888888888888888888888888888888888888888888888888888888888888
 tern_client b "$pk" "tern client (b, random NAT) -> tern server (a)"
 pk=$(js_server a 9999999999999999999999999999999999999999999999999999999999999999)
 tern_client b "$pk" "tern client (b, random NAT) -> JS server (a)"
+
+echo "== servers behind a random NAT <- clients behind a consistent one"
+# The roles swapped: now the server's side opens the birthday sockets and the client
+# sprays the server host's ports. Fresh servers again (one random punch per 20 s).
+pk=$(tern_server b aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)
+tern_client a "$pk" "tern client (a) -> tern server (b, random NAT)"
+pk=$(tern_server b bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb)
+js_client a "$pk" "JS client (a) -> tern server (b, random NAT)"
+pk=$(js_server b cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc)
+tern_client a "$pk" "tern client (a) -> JS server (b, random NAT)"
 
 echo "== tern behind a random NAT -> a reachable tern server"
 out="$WORK/server-wan.out"
