@@ -213,8 +213,12 @@ pub fn run(
             if lane.out.is_empty() {
                 continue;
             }
-            let mut items =
-                lane.out.iter().map(|d| OutDatagram { dest: cfg.target, ttl: None, data: d });
+            let mut items = lane.out.iter().map(|d| OutDatagram {
+                dest: cfg.target,
+                ttl: None,
+                data: d,
+                tail: &[],
+            });
             while items.len() > 0 {
                 let outcome = send.send(lane.socket.as_fd(), &mut items);
                 if outcome.would_block || outcome.done() == 0 {
@@ -225,8 +229,12 @@ pub fn run(
         }
         if !garbage_out.is_empty() {
             let socket = &garbage_lanes[lane_rr % GARBAGE_SOCKETS];
-            let mut items =
-                garbage_out.iter().map(|d| OutDatagram { dest: cfg.target, ttl: None, data: d });
+            let mut items = garbage_out.iter().map(|d| OutDatagram {
+                dest: cfg.target,
+                ttl: None,
+                data: d,
+                tail: &[],
+            });
             while items.len() > 0 {
                 let outcome = send.send(socket.as_fd(), &mut items);
                 if outcome.would_block || outcome.done() == 0 {

@@ -199,7 +199,8 @@ fn echo_loop(socket: &tern_udp::UdpSocket) -> anyhow::Result<()> {
                 out.push((d.from, buf));
             }
         }
-        let mut items = out.iter().map(|(dest, b)| OutDatagram { dest: *dest, ttl: None, data: b });
+        let mut items =
+            out.iter().map(|(dest, b)| OutDatagram { dest: *dest, ttl: None, data: b, tail: &[] });
         let _ = send.send(socket.as_fd(), &mut items);
     }
 }

@@ -98,7 +98,8 @@ fn run(io: IoMode, seconds: f64, payload: usize) -> Run {
     let (mut rx, mut tx) = (RecvBatch::new(64, 2048), SendBatch::new(64));
     let data = vec![0x5a; payload];
     let send = |n: usize, tx: &mut SendBatch| {
-        let mut items = (0..n).map(|_| OutDatagram { dest: server, ttl: None, data: &data });
+        let mut items =
+            (0..n).map(|_| OutDatagram { dest: server, ttl: None, data: &data, tail: &[] });
         while tx.send(socket.as_fd(), &mut items).loaded > 0 {}
     };
     send(WINDOW, &mut tx);

@@ -212,7 +212,7 @@ fn round_trip() -> io::Result<()> {
     backend.register(socket.as_fd(), TOKEN)?;
     let payload = b"tern io_uring probe";
     let mut batch = SendBatch::new(1);
-    let d = OutDatagram { dest: socket.local_addr(), ttl: None, data: payload };
+    let d = OutDatagram { dest: socket.local_addr(), ttl: None, data: payload, tail: &[] };
     let out = backend.send(&socket, &mut batch, &mut std::iter::once(d).peekable());
     if out.sent != 1 {
         return Err(io::Error::other(format!("SENDMSG: {out:?}")));

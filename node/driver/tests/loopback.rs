@@ -39,7 +39,12 @@ fn echo_ten_thousand_datagrams_round_trip(io: IoMode) {
         assert!(started.elapsed() < Duration::from_secs(30), "stalled at {got}/{TOTAL}");
         let until = (got + WINDOW).min(TOTAL);
         let payloads: Vec<[u8; 4]> = (next..until).map(u32::to_be_bytes).collect();
-        client.send_all(payloads.iter().map(|p| OutDatagram { dest: server, ttl: None, data: p }));
+        client.send_all(payloads.iter().map(|p| OutDatagram {
+            dest: server,
+            ttl: None,
+            data: p,
+            tail: &[],
+        }));
         next = next.max(until);
         client.recv_until(Duration::from_millis(200), |from, data, _| {
             assert_eq!(from, server);
@@ -100,6 +105,7 @@ fn several_endpoints_on_one_thread_each_get_their_own_traffic(io: IoMode) {
         dest: *dest,
         ttl: None,
         data: p,
+        tail: &[],
     }));
     let mut per_addr: HashMap<SocketAddrV4, usize> = HashMap::new();
     let mut total = 0;
@@ -248,7 +254,12 @@ fn the_work_limiter_shares_a_turn_between_sockets(io: IoMode) {
     std::thread::sleep(Duration::from_millis(20));
     let mut client = Client::new();
     let flood: Vec<[u8; 2]> = (0..400u16).map(u16::to_be_bytes).collect();
-    client.send_all(flood.iter().map(|p| OutDatagram { dest: busy_addr, ttl: None, data: p }));
+    client.send_all(flood.iter().map(|p| OutDatagram {
+        dest: busy_addr,
+        ttl: None,
+        data: p,
+        tail: &[],
+    }));
     for _ in 0..5 {
         client.send(quiet_addr, b"q");
     }

@@ -23,6 +23,10 @@ use crate::api::stream::{Closed, MAX_QUEUED_MESSAGES, PIPE_CAPACITY, Pipe, Secur
 const ACCEPT_BACKLOG: usize = 256;
 /// Bytes moved from UDX into a pipe per read call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Frames at least this long move into UDX's send buffer whole (not copied); shorter
+/// ones are copied so that a stream of small writes does not become a queue of tiny
+/// chunks.
+const MIN_CHUNK: usize = 4 * 1024;
 
 /// The node's own handle, set once it is spawned (streams use it to nudge the node).
 pub(crate) type SelfHandle = Arc<OnceLock<EndpointHandle<ApiNode>>>;
@@ -161,20 +165,43 @@ impl Streams {
         while let Some(m) = s.messages_out.pop_front() {
             let _ = udx.send_message(now, id, &m, tx);
         }
-        // Outbound: as much as UDX's send buffer takes.
-        let mut written = 0;
-        while let Some(frame) = s.outbound.front() {
-            match udx.write(now, id, frame, tx) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    s.outbound.consume(n);
-                    written += n;
+        // Outbound: whole frames while UDX's send buffer has room; they move in without
+        // a copy. Frames the peer acknowledged come back for the writer to reuse.
+        let mut written = false;
+        while let Some(mut frame) = s.outbound.pop() {
+            if frame.len() < MIN_CHUNK {
+                // Small frames are copied: they coalesce into full packets in UDX's
+                // buffer, which then holds a few large chunks instead of many tiny ones.
+                match udx.write(now, id, &frame, tx) {
+                    Ok(n) if n == frame.len() => {
+                        written = true;
+                        s.outbound.give_spare(frame);
+                        continue;
+                    }
+                    Ok(n) => {
+                        written |= n > 0;
+                        frame.drain(..n);
+                    }
+                    Err(_) => {}
                 }
+                s.outbound.unpop(frame);
+                break;
+            }
+            match udx.write_chunk(now, id, frame, tx) {
+                Ok(None) => written = true,
+                Ok(Some(frame)) => {
+                    s.outbound.unpop(frame);
+                    break;
+                }
+                Err(_) => break,
             }
         }
+        while let Some(buf) = udx.take_spent(id) {
+            s.outbound.give_spare(buf);
+        }
         // A writer waits for a whole frame's room, a flush for an empty pipe (which has
-        // that room too): wake it only then, not for every few bytes UDX took.
-        if written > 0
+        // that room too): wake it only then.
+        if written
             && s.outbound.has_room()
             && let Some(w) = s.write_waker.take()
         {

@@ -49,29 +49,24 @@ pub(crate) enum Closed {
     Error(io::ErrorKind),
 }
 
-/// Emptied frame buffers kept for reuse per stream (a fresh 64 KiB allocation per write
-/// costs zero-filling and page faults, which showed in profiles of one stream at
-/// ~400 MB/s). As many as the pipe holds frames: UDX often takes several at once (an
-/// ack frees much of its buffer), and a writer then refills the pipe just as fast. A
-/// buffer is allocated only when none is spare, so queued plus spare buffers stay
-/// within the pipe's capacity (plus one), as the byte buffer before them did.
+/// Frame buffers kept for reuse per stream (a fresh 64 KiB allocation per write costs
+/// zero-filling and page faults, which showed in profiles of one stream at ~400 MB/s).
+/// Buffers come back from UDX once the peer acknowledged them; as many are kept as the
+/// pipe holds frames, since the writer then refills the pipe with them.
 const SPARE_FRAMES: usize = PIPE_CAPACITY / WRITE_ROOM + 1;
-/// Room a writer waits for in the outbound pipe: one largest frame, so that it writes a
-/// frame when one has been emptied for it to reuse, not a fresh one for every few bytes
-/// UDX took (the node wakes it by the same rule).
+/// Room a writer waits for in the outbound pipe: one largest frame, so that the node
+/// wakes it once per frame UDX took, not for every few bytes.
 const WRITE_ROOM: usize = frame_len(MAX_FRAME_PLAINTEXT);
 
 /// Frames the handle wrote, not yet accepted by UDX. Each frame's buffer moves in whole
-/// from the writer (no copy into a shared byte buffer) and is consumed from the front by
-/// the node thread, which hands emptied buffers back for the writer to reuse.
+/// from the writer and on into UDX's send buffer (no copy on the way: UDX sends its
+/// packets from it), and comes back once acknowledged for the writer to reuse.
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
     frames: VecDeque<Vec<u8>>,
-    /// Bytes of the front frame UDX already took.
-    head: usize,
-    /// Bytes queued, not yet taken.
+    /// Bytes queued.
     len: usize,
-    /// Emptied buffers (at most `SPARE_FRAMES`).
+    /// Buffers to reuse (at most `SPARE_FRAMES`).
     spare: Vec<Vec<u8>>,
 }
 
@@ -80,11 +75,10 @@ impl Outbound {
         self.len == 0
     }
 
-    /// Whether a writer may queue another frame: the frames held, counted whole, leave
-    /// room for a largest one. Counting the front frame whole (not less what UDX took of
-    /// it) makes room appear when a frame is emptied, i.e. when a buffer is there to reuse.
+    /// Whether a writer may queue another frame: the frames held leave room for a
+    /// largest one.
     pub(crate) fn has_room(&self) -> bool {
-        self.len + self.head + WRITE_ROOM <= PIPE_CAPACITY
+        self.len + WRITE_ROOM <= PIPE_CAPACITY
     }
 
     /// Queues a whole frame (or several back to back).
@@ -95,24 +89,23 @@ impl Outbound {
         }
     }
 
-    /// The untaken part of the front frame.
-    pub(crate) fn front(&self) -> Option<&[u8]> {
-        self.frames.front().and_then(|f| f.get(self.head..))
+    /// Takes the oldest frame (to hand it to UDX).
+    pub(crate) fn pop(&mut self) -> Option<Vec<u8>> {
+        let f = self.frames.pop_front()?;
+        self.len -= f.len();
+        Some(f)
     }
 
-    /// Marks `n` bytes of the front frame taken (at most what `front` returned).
-    pub(crate) fn consume(&mut self, n: usize) {
-        let Some(front) = self.frames.front() else { return };
-        let n = n.min(front.len() - self.head);
-        self.head += n;
-        self.len -= n;
-        if self.head == front.len() {
-            self.head = 0;
-            if let Some(done) = self.frames.pop_front()
-                && self.spare.len() < SPARE_FRAMES
-            {
-                self.spare.push(done);
-            }
+    /// Puts back a frame [`Outbound::pop`] took (UDX had no room for it).
+    pub(crate) fn unpop(&mut self, frame: Vec<u8>) {
+        self.len += frame.len();
+        self.frames.push_front(frame);
+    }
+
+    /// Keeps `buf` for a later frame, if fewer than `SPARE_FRAMES` are kept.
+    pub(crate) fn give_spare(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_FRAMES {
+            self.spare.push(buf);
         }
     }
 

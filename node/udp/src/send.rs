@@ -15,8 +15,10 @@
 //! UDP_SEGMENT cmsg: the kernel walks its UDP/IP path once for the run (up to 64
 //! datagrams, 64 KB) and cuts it into ordinary datagrams as late as it can — on
 //! loopback only at the receiving socket, or not at all if that socket has UDP_GRO.
-//! Datagrams a UDX stream queues back to back in a `TxQueue` lie contiguously in its
-//! arena, so a run usually needs a single iovec. Counts in [`SendOutcome`] stay in
+//! Datagrams queued back to back in a `TxQueue` arena lie contiguously, so such a run
+//! needs a single iovec; a datagram may also come in two parts ([`OutDatagram::tail`]:
+//! a UDX header in the arena and its payload in the stream's send buffer), which the
+//! kernel gathers: a run of those is two iovecs per datagram. Counts in [`SendOutcome`] stay in
 //! datagrams, in load order, so callers cannot tell GSO from plain sends. A GSO message
 //! the kernel refuses is re-sent one datagram at a time, and GSO is switched off on the
 //! socket when the refusal says the route cannot segment (EIO, EINVAL).
@@ -46,9 +48,13 @@ const GSO_MAX_BYTES: usize = 65_507;
 const GSO_MAX_SEGMENT_LEN: usize = 1472;
 
 /// iovecs per message slot on average. A run from a `TxQueue` arena is contiguous and
-/// needs one; runs from scattered buffers (a socket's backlog) need one per datagram
-/// and simply end when the pool is used up.
-const IOVS_PER_MESSAGE: usize = 4;
+/// needs one; runs from scattered buffers (a socket's backlog) need one per datagram,
+/// runs of two-part datagrams two per datagram, and simply end when the pool is used up.
+const IOVS_PER_MESSAGE: usize = 8;
+
+/// Most iovecs one datagram of a GSO message can span when it is re-sent alone (two
+/// parts, each possibly split across merged iovecs: 4 is plenty).
+const MAX_IOVS_PER_DATAGRAM: usize = 4;
 
 /// One datagram to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +63,28 @@ pub struct OutDatagram<'a> {
     pub dest: SocketAddrV4,
     /// IP TTL for this datagram only; `None` keeps the socket's default.
     pub ttl: Option<u8>,
-    /// The payload.
+    /// The payload (its first part, when `tail` is not empty).
     pub data: &'a [u8],
+    /// The rest of the payload, sent after `data` without copying it next to it
+    /// (scatter-gather); usually empty.
+    pub tail: &'a [u8],
+}
+
+impl<'a> OutDatagram<'a> {
+    /// A one-part datagram.
+    pub fn new(dest: SocketAddrV4, ttl: Option<u8>, data: &'a [u8]) -> Self {
+        Self { dest, ttl, data, tail: &[] }
+    }
+
+    /// Payload length (both parts).
+    pub fn len(&self) -> usize {
+        self.data.len() + self.tail.len()
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What one [`SendBatch::send`] did.
@@ -172,17 +198,23 @@ impl SendBatch {
     {
         let max_segments = max_segments.clamp(1, GSO_MAX_SEGMENTS);
         let (mut loaded, mut msg, mut iov_at) = (0, 0, 0);
-        while msg < self.hdrs.len() && iov_at < self.iovs.len() {
+        // A datagram needs at most two iovecs (its two parts).
+        while msg < self.hdrs.len() && iov_at + 2 <= self.iovs.len() {
             let Some(first) = items.next() else { break };
             let iov_start = iov_at;
-            self.iovs[iov_at] = iovec(first.data);
-            iov_at += 1;
-            let (seg, mut total, mut count) = (first.data.len(), first.data.len(), 1);
+            self.add_part(iov_start, &mut iov_at, first.data);
+            self.add_part(iov_start, &mut iov_at, first.tail);
+            if iov_at == iov_start {
+                // An empty datagram still needs an iovec to be a message.
+                self.iovs[iov_at] = iovec(first.data);
+                iov_at += 1;
+            }
+            let (seg, mut total, mut count) = (first.len(), first.len(), 1);
             let can_run =
                 max_segments > 1 && first.ttl.is_none() && (1..=GSO_MAX_SEGMENT_LEN).contains(&seg);
-            while can_run && count < max_segments {
+            while can_run && count < max_segments && iov_at + 2 <= self.iovs.len() {
                 let Some(next) = items.peek() else { break };
-                let len = next.data.len();
+                let len = next.len();
                 if next.dest != first.dest
                     || next.ttl.is_some()
                     || len == 0
@@ -191,18 +223,8 @@ impl SendBatch {
                 {
                     break;
                 }
-                let last = &mut self.iovs[iov_at - 1];
-                // SAFETY: pointer arithmetic only, to compare addresses: the result is
-                // one past the end of the previous payload, never dereferenced.
-                let end = unsafe { last.iov_base.cast::<u8>().add(last.iov_len) };
-                if std::ptr::eq(end.cast_const(), next.data.as_ptr()) {
-                    last.iov_len += len;
-                } else if iov_at < self.iovs.len() {
-                    self.iovs[iov_at] = iovec(next.data);
-                    iov_at += 1;
-                } else {
-                    break;
-                }
+                self.add_part(iov_start, &mut iov_at, next.data);
+                self.add_part(iov_start, &mut iov_at, next.tail);
                 items.next();
                 count += 1;
                 total += len;
@@ -216,6 +238,28 @@ impl SendBatch {
         }
         self.messages = msg;
         loaded
+    }
+
+    /// Appends `part` to the message whose iovecs start at `iov_start`: it extends the
+    /// last iovec when it directly follows it in memory (datagrams back to back in one
+    /// arena), else takes the next one (the caller checked there is room). Empty parts
+    /// take none.
+    fn add_part(&mut self, iov_start: usize, iov_at: &mut usize, part: &[u8]) {
+        if part.is_empty() {
+            return;
+        }
+        if *iov_at > iov_start {
+            let last = &mut self.iovs[*iov_at - 1];
+            // SAFETY: pointer arithmetic only, to compare addresses: the result is one
+            // past the end of the previous part, never dereferenced.
+            let end = unsafe { last.iov_base.cast::<u8>().add(last.iov_len) };
+            if std::ptr::eq(end.cast_const(), part.as_ptr()) {
+                last.iov_len += part.len();
+                return;
+            }
+        }
+        self.iovs[*iov_at] = iovec(part);
+        *iov_at += 1;
     }
 
     /// Writes header `msg` for `iovs[iov_start..][..iov_count]`.
@@ -389,46 +433,73 @@ impl SendBatch {
         let mut one: libc::msghdr = unsafe { std::mem::zeroed() };
         one.msg_name = h.msg_name;
         one.msg_namelen = h.msg_namelen;
-        one.msg_iovlen = 1;
         // msg_iovlen is size_t on glibc and c_int on musl.
         #[allow(clippy::unnecessary_cast)]
         let iov_count = h.msg_iovlen as usize;
         // SAFETY: msg_iov/msg_iovlen of a loaded header describe `iovs` entries of
         // this batch, which are initialised.
         let iovs = unsafe { std::slice::from_raw_parts(h.msg_iov, iov_count) };
-        for iov in iovs {
-            let mut off = 0;
-            while off < iov.iov_len {
-                let len = seg.min(iov.iov_len - off);
-                let mut part = libc::iovec {
-                    // SAFETY: `off < iov_len`, so the pointer stays inside the payload.
-                    iov_base: unsafe { iov.iov_base.cast::<u8>().add(off) }.cast(),
-                    iov_len: len,
-                };
-                one.msg_iov = &mut part;
-                loop {
-                    // SAFETY: `one` points at the loaded address and at `len` bytes of
-                    // a payload the caller lent for this call; the kernel only reads.
-                    let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &one, libc::MSG_DONTWAIT) };
-                    if r >= 0 {
-                        out.sent += 1;
-                        break;
-                    }
-                    let err = io::Error::last_os_error();
-                    match err.kind() {
-                        io::ErrorKind::Interrupted => continue,
-                        io::ErrorKind::WouldBlock => {
-                            out.would_block = true;
-                            return false;
+        let empty = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let mut parts = [empty; MAX_IOVS_PER_DATAGRAM];
+        // Cursor: iovec `k`, `off` bytes into it. Each datagram is the next `seg` bytes
+        // (the last may be shorter), gathered from as many iovecs as it spans.
+        let (mut k, mut off) = (0, 0);
+        while k < iovs.len() {
+            let (mut n, mut want, mut fits) = (0, seg, true);
+            while want > 0 && k < iovs.len() {
+                let iov = &iovs[k];
+                let take = want.min(iov.iov_len - off);
+                if take > 0 {
+                    match parts.get_mut(n) {
+                        Some(p) => {
+                            // SAFETY: `off + take <= iov_len`: the pointer and length stay
+                            // inside the payload the iovec describes.
+                            let base = unsafe { iov.iov_base.cast::<u8>().add(off) };
+                            *p = libc::iovec { iov_base: base.cast(), iov_len: take };
+                            n += 1;
                         }
-                        _ => {
-                            out.failed += 1;
-                            out.last_error = err.raw_os_error();
-                            break;
-                        }
+                        None => fits = false,
                     }
                 }
-                off += len;
+                want -= take;
+                off += take;
+                if off == iov.iov_len {
+                    k += 1;
+                    off = 0;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            if !fits {
+                // Not produced by `load_segmented` (a datagram is at most two parts).
+                out.failed += 1;
+                out.last_error = Some(libc::EMSGSIZE);
+                continue;
+            }
+            one.msg_iov = parts.as_mut_ptr();
+            one.msg_iovlen = n as _;
+            loop {
+                // SAFETY: `one` points at the loaded address and at `n` iovecs over
+                // payloads the caller lent for this call; the kernel only reads.
+                let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &one, libc::MSG_DONTWAIT) };
+                if r >= 0 {
+                    out.sent += 1;
+                    break;
+                }
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => {
+                        out.would_block = true;
+                        return false;
+                    }
+                    _ => {
+                        out.failed += 1;
+                        out.last_error = err.raw_os_error();
+                        break;
+                    }
+                }
             }
         }
         true

@@ -52,7 +52,7 @@ fn items<'a>(
     ranges: &'a [std::ops::Range<usize>],
     dest: SocketAddrV4,
 ) -> impl Iterator<Item = OutDatagram<'a>> {
-    ranges.iter().map(move |r| OutDatagram { dest, ttl: None, data: &buf[r.clone()] })
+    ranges.iter().map(move |r| OutDatagram { dest, ttl: None, data: &buf[r.clone()], tail: &[] })
 }
 
 #[test]
@@ -79,7 +79,8 @@ fn runs_break_at_the_kernels_limits() {
     let tx = bind(&SocketOptions::default());
     let (x, y, z) = (vec![1u8; 1000], vec![2u8; 1000], vec![3u8; 500]);
     let big = vec![4u8; 1000];
-    let d = |dest: &UdpSocket, data, ttl| OutDatagram { dest: dest.local_addr(), ttl, data };
+    let d =
+        |dest: &UdpSocket, data, ttl| OutDatagram { dest: dest.local_addr(), ttl, data, tail: &[] };
     let list = vec![
         d(&a, &x[..], None),
         d(&a, &y[..], None),    // joins: same size
@@ -199,4 +200,72 @@ fn gro_sized_slots_still_refuse_datagrams_longer_than_the_limit() {
 
 fn sock_ready(s: &UdpSocket) -> bool {
     s.wait_readable(Duration::from_millis(50)).unwrap()
+}
+
+/// Where datagram `i`'s head and payload start, and the payload's length.
+type Part = (usize, usize, usize);
+
+/// Two-part datagrams as a zero-copy `TxQueue` yields them: `n` 20-byte heads back to
+/// back in one buffer, each followed by `len` bytes of one payload buffer (the last
+/// `last` bytes), as a UDX stream's packets reference its send buffer.
+fn two_part(n: usize, len: usize, last: usize) -> (Vec<u8>, Vec<u8>, Vec<Part>) {
+    let (mut heads, mut body, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let l = if i + 1 == n { last } else { len };
+        parts.push((heads.len(), body.len(), l));
+        heads.extend([0xf0 | (i as u8 & 0xf); 20]);
+        body.extend(std::iter::repeat_n(i as u8, l));
+    }
+    (heads, body, parts)
+}
+
+fn two_part_items<'a>(
+    heads: &'a [u8],
+    body: &'a [u8],
+    parts: &'a [Part],
+    dest: SocketAddrV4,
+) -> impl Iterator<Item = OutDatagram<'a>> {
+    parts.iter().map(move |&(h, b, l)| OutDatagram {
+        dest,
+        ttl: None,
+        data: &heads[h..h + 20],
+        tail: &body[b..b + l],
+    })
+}
+
+#[test]
+fn two_part_datagrams_are_gathered_by_the_kernel() {
+    let rx = bind(&SocketOptions::default());
+    let tx = bind(&SocketOptions::default());
+    let (heads, body, parts) = two_part(40, 1180, 77);
+    let want: Vec<Vec<u8>> =
+        parts.iter().map(|&(h, b, l)| [&heads[h..h + 20], &body[b..b + l]].concat()).collect();
+    // 8 iovecs per message slot: 64 slots leave room for a whole run of two-part datagrams.
+    let mut batch = SendBatch::new(64);
+    let mut it = two_part_items(&heads, &body, &parts, rx.local_addr()).peekable();
+    let out = batch.send_segmented(&tx, &mut it);
+    assert_eq!((out.loaded, out.sent, out.failed), (40, 40, 0));
+    assert_eq!(batch.messages(), 1, "one GSO message, two iovecs per datagram");
+    let (got, _) = recv_n(&rx, &mut RecvBatch::new(64, 2048), 40);
+    assert_eq!(got, want, "each datagram is its head then its payload");
+
+    // A refused GSO message is re-sent datagram by datagram, each gathered from its parts.
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            std::ptr::from_ref(&one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    let mut it = two_part_items(&heads, &body, &parts, rx.local_addr()).peekable();
+    let out = batch.send_segmented(&tx, &mut it);
+    assert!(out.gso_refused, "{out:?}");
+    assert_eq!((out.loaded, out.sent, out.failed), (40, 40, 0));
+    let (got, _) = recv_n(&rx, &mut RecvBatch::new(64, 2048), 40);
+    assert_eq!(got, want);
 }

@@ -69,6 +69,7 @@ fn batches_send_and_receive_in_order_with_per_datagram_ttl() {
         dest: rx.local_addr(),
         ttl: if i % 2 == 0 { Some(7) } else { None },
         data: p,
+        tail: &[],
     });
     let mut send = SendBatch::new(64);
     let mut sent = 0;
@@ -95,10 +96,10 @@ fn a_bad_destination_fails_alone() {
     let rx = bind(&SocketOptions::default());
     let tx = bind(&SocketOptions::default());
     let items = [
-        OutDatagram { dest: rx.local_addr(), ttl: None, data: b"a" },
-        OutDatagram { dest: SocketAddrV4::new(LO, 0), ttl: None, data: b"bad" },
-        OutDatagram { dest: rx.local_addr(), ttl: Some(0), data: b"bad ttl" },
-        OutDatagram { dest: rx.local_addr(), ttl: None, data: b"b" },
+        OutDatagram { dest: rx.local_addr(), ttl: None, data: b"a", tail: &[] },
+        OutDatagram { dest: SocketAddrV4::new(LO, 0), ttl: None, data: b"bad", tail: &[] },
+        OutDatagram { dest: rx.local_addr(), ttl: Some(0), data: b"bad ttl", tail: &[] },
+        OutDatagram { dest: rx.local_addr(), ttl: None, data: b"b", tail: &[] },
     ];
     let out = SendBatch::new(8).send(tx.as_fd(), &mut items.into_iter());
     assert_eq!((out.loaded, out.sent, out.failed, out.would_block), (4, 2, 2, false));

@@ -357,6 +357,44 @@ impl Udx {
         Ok(n)
     }
 
+    /// Queues all of `chunk` without copying it (a whole frame of the application's),
+    /// unless the send buffer is full: then it is handed back (`Ok(Some)`) and a
+    /// `Writable` event follows once there is room. A buffer that is not full takes a
+    /// whole chunk, so it may exceed `send_buffer` by one chunk. Acknowledged chunks come
+    /// back through [`Udx::take_spent`] for reuse.
+    pub fn write_chunk(
+        &mut self,
+        now: Timestamp,
+        id: u32,
+        chunk: Vec<u8>,
+        tx: &mut TxQueue,
+    ) -> Result<Option<Vec<u8>>, UdxError> {
+        self.touch(now);
+        let s = self.get(id)?;
+        if s.relay_to.is_some() {
+            return Err(UdxError::Relaying(id));
+        }
+        if s.send.end_requested {
+            return Err(UdxError::Ended(id));
+        }
+        let refused = s.send.write_chunk(chunk).err();
+        if refused.is_some() {
+            s.writable_wanted = true;
+        }
+        self.after(now.as_nanos(), id, tx, |s, now, tx, _| {
+            s.flush(now, tx);
+            None
+        });
+        Ok(refused)
+    }
+
+    /// A chunk given to [`Udx::write_chunk`] that the peer has acknowledged, for the
+    /// caller to reuse (its old bytes kept, so that refilling it needs no zero-fill). At most `send_buffer` bytes of them wait
+    /// per stream; more are freed.
+    pub fn take_spent(&mut self, id: u32) -> Option<Vec<u8>> {
+        self.streams.get_mut(&id)?.send.take_spent()
+    }
+
     /// Copies in-order received bytes into `buf`. `Ok(0)` with a non-empty `buf` means
     /// nothing is available now (see [`Udx::is_read_ended`]).
     pub fn read(&mut self, id: u32, buf: &mut [u8]) -> Result<usize, UdxError> {

@@ -6,8 +6,9 @@
 //! wants sent ([`tern_base::TxQueue`]), its events ([`Udx::poll_event`]) and its next
 //! deadline ([`Udx::poll_timeout`]).
 //!
-//! Layout: [`packet`](crate::packet) encodes headers; `recv` reassembles; `send` keeps the
-//! send buffer and per-packet metadata; `rtt`, `bbr` and `mtu` are the estimators and
+//! Layout: [`packet`](crate::packet) encodes headers; `recv` reassembles; `sendbuf` holds
+//! unacknowledged bytes as chunks (handed-over frames are not copied); `send` keeps the
+//! per-packet metadata and loss recovery; `rtt`, `bbr` and `mtu` are the estimators and
 //! controllers the sender consults; `stream` glues one stream together; `engine` is the
 //! stream table, timer heap and event queue behind [`Udx`].
 
@@ -19,6 +20,7 @@ mod packet;
 mod recv;
 mod rtt;
 mod send;
+mod sendbuf;
 mod stream;
 
 use std::net::SocketAddrV4;

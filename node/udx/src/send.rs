@@ -2,9 +2,11 @@
 //! metadata, ACK/SACK processing, RACK/TLP/RTO loss detection and recovery, pacing, and
 //! emission of DATA/END packets straight into the transmit queue.
 //!
-//! Unacknowledged payload lives once in a byte ring (`buf`); a packet is only an offset
-//! and a length into it, so sending, retransmitting and acknowledging allocate nothing.
-//! Packets are indexed by `seq - base`, which makes a cumulative ACK O(acked packets).
+//! Unacknowledged payload lives once in the send buffer (`SendBuf`, chunks the
+//! application handed over or bytes it copied in); a packet is only an offset and a
+//! length into it, so sending and retransmitting read from it and acknowledging drops
+//! whole chunks. Packets are indexed by `seq - base`, which makes a cumulative ACK
+//! O(acked packets).
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
@@ -18,6 +20,7 @@ use crate::packet::{
     Hdr, IPV4_OVERHEAD, UDX_DATA, UDX_END, UDX_HEADER_LEN, put_header, seq_diff, seq_le, seq_lt,
 };
 use crate::rtt::{MS, Rtt};
+use crate::sendbuf::SendBuf;
 
 /// "No deadline".
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -30,6 +33,9 @@ const MAX_RTO_MARKS: u8 = 7;
 const PACING_BURST_MS: u64 = 4;
 /// Initial pacing bucket (libudx: 25000 bytes).
 const INITIAL_TOKENS: f64 = 25_000.0;
+/// Shortest payload a packet references in the send buffer rather than copying: below
+/// this the copy costs less than the extra iovec and reference count.
+const MIN_SHARED_PAYLOAD: usize = 256;
 
 /// Where and how to address outgoing packets.
 #[derive(Debug, Clone, Copy)]
@@ -98,8 +104,7 @@ struct Acc {
 /// Send state of one stream.
 #[derive(Debug)]
 pub(crate) struct Send {
-    buf: VecDeque<u8>,
-    buf_base: u64,
+    buf: SendBuf,
     unsent: u64,
     cap: usize,
     /// `end()` was called.
@@ -152,31 +157,13 @@ pub(crate) struct Send {
     pub retransmits: u64,
 }
 
-/// Copies `out.len()` bytes starting at `start` out of the ring.
-fn copy_from_ring(buf: &VecDeque<u8>, start: usize, out: &mut [u8]) {
-    let (a, b) = buf.as_slices();
-    let n = out.len();
-    if start >= a.len() {
-        let s = start - a.len();
-        if let Some(src) = b.get(s..s + n) {
-            out.copy_from_slice(src);
-        }
-    } else {
-        let na = (a.len() - start).min(n);
-        out[..na].copy_from_slice(&a[start..start + na]);
-        if let Some(src) = b.get(..n - na) {
-            out[na..].copy_from_slice(src);
-        }
-    }
-}
-
 impl Send {
     pub(crate) fn new(cap: usize, base_mtu: u16, max_mtu: u16) -> Self {
         let mtu = Mtu::new(base_mtu, max_mtu);
         let bbr = Bbr::new(mtu.max_payload());
         Self {
-            buf: VecDeque::new(),
-            buf_base: 0,
+            // Acknowledged frames come back for reuse, up to the buffer's size.
+            buf: SendBuf::new(cap),
             unsent: 0,
             cap,
             end_requested: false,
@@ -229,15 +216,30 @@ impl Send {
         self.buf.len()
     }
 
-    /// Queues as much of `data` as fits.
+    /// Queues as much of `data` as fits (a copy).
     pub(crate) fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free_space());
-        self.buf.extend(&data[..n]);
+        self.buf.write(&data[..n]);
         n
     }
 
+    /// Queues all of `chunk` without copying while the buffer is not full (so it may
+    /// exceed its capacity by one chunk, which the caller sizes); gives it back if full.
+    pub(crate) fn write_chunk(&mut self, chunk: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.free_space() == 0 {
+            return Err(chunk);
+        }
+        self.buf.push_chunk(chunk);
+        Ok(())
+    }
+
+    /// An acknowledged chunk from [`Send::write_chunk`], for reuse.
+    pub(crate) fn take_spent(&mut self) -> Option<Vec<u8>> {
+        self.buf.take_spent()
+    }
+
     fn end_offset(&self) -> u64 {
-        self.buf_base + self.buf.len() as u64
+        self.buf.end()
     }
 
     /// Unsent data or an unsent END.
@@ -301,9 +303,7 @@ impl Send {
             }
         }
         let keep_from = self.pkts.front().map_or(self.unsent, |p| p.off);
-        let drop = (keep_from.saturating_sub(self.buf_base) as usize).min(self.buf.len());
-        self.buf.drain(..drop);
-        self.buf_base += drop as u64;
+        self.buf.release_to(keep_from);
         for r in sacks {
             if !(seq_le(self.base, r.start)
                 && seq_lt(r.start, r.end)
@@ -686,15 +686,26 @@ impl Send {
         let seq = self.base.wrapping_add(i as u32);
         let pad = usize::from(p.pad);
         let len = p.len as usize;
-        let total = UDX_HEADER_LEN + pad + len;
-        let start = (p.off - self.buf_base) as usize;
+        let head = UDX_HEADER_LEN + pad;
         let hdr = ctx.hdr(p.flags, p.pad, seq);
-        let buf = &self.buf;
-        tx.push_with(ctx.socket, ctx.dest, None, total, |out| {
+        let fill_head = |out: &mut [u8]| {
             put_header(out, &hdr);
-            out[UDX_HEADER_LEN..UDX_HEADER_LEN + pad].fill(0);
-            copy_from_ring(buf, start, &mut out[UDX_HEADER_LEN + pad..total]);
-            Some(total)
+            out[UDX_HEADER_LEN..head].fill(0);
+            Some(head)
+        };
+        // A payload inside one chunk of the send buffer goes by reference (no copy on a
+        // zero-copy queue); one spanning chunks, or too short to be worth an iovec of
+        // its own, is copied.
+        if len >= MIN_SHARED_PAYLOAD
+            && let Some((chunk, at)) = self.buf.slice(p.off, len)
+        {
+            return tx.push_shared(ctx.socket, ctx.dest, head, fill_head, chunk, at..at + len);
+        }
+        let buf = &self.buf;
+        tx.push_with(ctx.socket, ctx.dest, None, head + len, |out| {
+            fill_head(out)?;
+            buf.copy_out(p.off, &mut out[head..head + len]);
+            Some(head + len)
         })
     }
 

@@ -155,7 +155,8 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             timers: Timers::default(),
             rx,
             sender: SendBatch::new(config.send_batch),
-            tx: TxQueue::new(config.tx_capacity.max(1)),
+            // Zero-copy: the flush sends referenced payloads by scatter-gather.
+            tx: TxQueue::with_zero_copy(config.tx_capacity.max(1)),
             tx_owner: None,
             touched: Vec::new(),
             ready: Vec::with_capacity(64),

@@ -68,24 +68,23 @@ impl Backlog {
         self.queue.is_empty()
     }
 
-    /// Parks a copy of `d`; false (and nothing parked) if the limits are reached.
+    /// Parks a copy of `d` (both parts, joined); false (and nothing parked) if the
+    /// limits are reached.
     fn push(&mut self, d: OutDatagram<'_>, limits: &WorkLimits) -> bool {
         if self.queue.len() >= limits.backlog_datagrams
-            || self.bytes + d.data.len() > limits.backlog_bytes
+            || self.bytes + d.len() > limits.backlog_bytes
         {
             return false;
         }
-        self.bytes += d.data.len();
-        self.queue.push_back(Parked { dest: d.dest, ttl: d.ttl, data: d.data.into() });
+        self.bytes += d.len();
+        let data = [d.data, d.tail].concat().into_boxed_slice();
+        self.queue.push_back(Parked { dest: d.dest, ttl: d.ttl, data });
         true
     }
 
     /// The parked datagrams as send items (peekable, for GSO runs).
     fn items(&self) -> Peekable<impl Iterator<Item = OutDatagram<'_>>> {
-        self.queue
-            .iter()
-            .map(|p| OutDatagram { dest: p.dest, ttl: p.ttl, data: &p.data })
-            .peekable()
+        self.queue.iter().map(|p| OutDatagram::new(p.dest, p.ttl, &p.data)).peekable()
     }
 
     fn pop_front(&mut self, n: usize) {
@@ -104,12 +103,14 @@ pub(super) fn position(sockets: &[Sock], key: usize) -> Option<usize> {
     sockets.iter().position(|s| usize::from(s.key) == key)
 }
 
-/// `tx`'s datagrams for socket `id`, as send items.
+/// `tx`'s datagrams for socket `id`, as send items (a payload the queue references
+/// goes as the datagram's second part: the kernel gathers it, nothing copies it here).
 fn items_for(tx: &TxQueue, id: SocketId) -> impl Iterator<Item = OutDatagram<'_>> {
-    tx.iter().filter(move |(m, _)| m.socket == id).map(|(m, data)| OutDatagram {
+    tx.iter_parts().filter(move |(m, _, _)| m.socket == id).map(|(m, data, tail)| OutDatagram {
         dest: m.dest,
         ttl: m.ttl,
         data,
+        tail,
     })
 }
 
@@ -131,7 +132,7 @@ impl<B: Backend> Io<'_, B> {
         // of birthday sockets must not cost every flush a pass per socket.
         let mut used = std::mem::take(self.used);
         used.clear();
-        for (m, _) in tx.iter() {
+        for (m, _, _) in tx.iter_parts() {
             if used.last() != Some(&m.socket) && !used.contains(&m.socket) {
                 used.push(m.socket);
             }
@@ -139,7 +140,7 @@ impl<B: Backend> Io<'_, B> {
         for &id in &used {
             let Some(sock) = sockets.iter_mut().find(|s| s.id == id) else {
                 self.stats.tx_unknown_socket +=
-                    tx.iter().filter(|(m, _)| m.socket == id).count() as u64;
+                    tx.iter_parts().filter(|(m, _, _)| m.socket == id).count() as u64;
                 continue;
             };
             let index = usize::from(sock.key);

@@ -173,7 +173,7 @@ impl Client {
     }
 
     pub fn send(&mut self, dest: SocketAddrV4, data: &[u8]) {
-        self.send_all([OutDatagram { dest, ttl: None, data }]);
+        self.send_all([OutDatagram { dest, ttl: None, data, tail: &[] }]);
     }
 
     /// Receives for up to `wait`, calling `f(from, data, ttl)` per datagram, until `f`

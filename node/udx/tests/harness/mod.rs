@@ -121,10 +121,17 @@ impl Net {
         p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
     }
 
+    /// Makes the transmit queue reference payloads instead of copying them, as the
+    /// driver's does (`drain` joins the parts, as the kernel's scatter-gather does).
+    pub fn zero_copy(mut self) -> Self {
+        self.tx.set_zero_copy(true);
+        self
+    }
+
     /// Moves side `from`'s queued datagrams onto the link.
     pub fn drain(&mut self, from: usize) {
         let out: Vec<(tern_base::TxMeta, Vec<u8>)> =
-            self.tx.iter().map(|(m, d)| (*m, d.to_vec())).collect();
+            self.tx.iter_parts().map(|(m, h, t)| (*m, [h, t].concat())).collect();
         self.tx.clear();
         for (m, data) in out {
             if self.capture {
@@ -242,13 +249,25 @@ pub struct App {
     pub ended: bool,
     pub received: Vec<u8>,
     pub read_ended: bool,
+    /// Writes hand whole buffers over (`write_chunk`) instead of copying (`write`).
+    pub chunked: bool,
+    /// Handed-over buffers that came back acknowledged (`take_spent`).
+    pub spent: usize,
 }
 
 impl App {
     pub fn new(rng: &mut Rng, len: usize) -> Self {
         let mut data = vec![0u8; len];
         rng.fill(&mut data);
-        Self { data, written: 0, ended: false, received: Vec::new(), read_ended: false }
+        Self {
+            data,
+            written: 0,
+            ended: false,
+            received: Vec::new(),
+            read_ended: false,
+            chunked: false,
+            spent: 0,
+        }
     }
 }
 
@@ -267,13 +286,21 @@ pub fn run_transfer(net: &mut Net, ids: [u32; 2], apps: &mut [App; 2], limit_ns:
                 let chunk = 1 + net.rng.below(20_000) as usize;
                 let end = (app.written + chunk).min(app.data.len());
                 let now = net.t();
-                let n =
-                    net.udx[side].write(now, id, &app.data[app.written..end], &mut net.tx).unwrap();
+                let bytes = &app.data[app.written..end];
+                let n = if app.chunked {
+                    let refused = net.udx[side].write_chunk(now, id, bytes.to_vec(), &mut net.tx);
+                    if refused.unwrap().is_some() { 0 } else { bytes.len() }
+                } else {
+                    net.udx[side].write(now, id, bytes, &mut net.tx).unwrap()
+                };
                 net.drain(side);
                 app.written += n;
                 if n == 0 {
                     break;
                 }
+            }
+            while net.udx[side].take_spent(id).is_some() {
+                app.spent += 1;
             }
             if app.written == app.data.len() && !app.ended {
                 let now = net.t();
