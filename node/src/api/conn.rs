@@ -196,7 +196,11 @@ impl Streams {
                 Err(_) => break,
             }
         }
-        while let Some(buf) = udx.take_spent(id) {
+        // The rest wait in UDX (it keeps a bounded number) for the next pump: a writer
+        // that finds no spare buffer allocates and zero-fills a fresh one.
+        while s.outbound.wants_spare()
+            && let Some(buf) = udx.take_spent(id)
+        {
             s.outbound.give_spare(buf);
         }
         // A writer waits for a whole frame's room, a flush for an empty pipe (which has

@@ -104,9 +104,14 @@ impl Outbound {
 
     /// Keeps `buf` for a later frame, if fewer than `SPARE_FRAMES` are kept.
     pub(crate) fn give_spare(&mut self, buf: Vec<u8>) {
-        if self.spare.len() < SPARE_FRAMES {
+        if self.wants_spare() {
             self.spare.push(buf);
         }
+    }
+
+    /// Whether fewer than `SPARE_FRAMES` buffers are kept.
+    pub(crate) fn wants_spare(&self) -> bool {
+        self.spare.len() < SPARE_FRAMES
     }
 
     /// A buffer for the next frame: a reused one (holding an old frame's bytes, to be
