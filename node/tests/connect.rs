@@ -207,3 +207,48 @@ fn c5_a_close_after_everything_was_sent_still_ends_the_stream() {
     let (_server, ended) = accept.join().unwrap();
     assert_eq!(ended.unwrap(), b"all of it");
 }
+
+#[test]
+fn c6_a_reader_that_stalls_closes_the_window_and_reopens_it() {
+    // Received bytes go straight into the handle's pipe and count against UDX's receive
+    // window. A reader that stops lets pipe and window fill (the sender stops); when it
+    // reads again, the window must reopen and the rest arrive intact (a missing window
+    // update would leave the sender on its zero-window probes: far slower than this
+    // test's bound).
+    let net = network(27_380);
+    let kp = KeyPair::from_seed(&[32; 32]);
+    let mut server = net.server.listen(&kp).wait().unwrap();
+    let total = 24 << 20;
+    let accept = std::thread::spawn(move || {
+        let mut s = server.accept_blocking().expect("a connection");
+        std::thread::sleep(Duration::from_millis(700));
+        let mut got = Vec::with_capacity(total);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut since_pause = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    since_pause += n;
+                    if since_pause >= 4 << 20 {
+                        // Stall again, once the window is full.
+                        std::thread::sleep(Duration::from_millis(200));
+                        since_pause = 0;
+                    }
+                }
+            }
+        }
+        (server, got)
+    });
+    let mut stream = net.client.connect(*kp.public_key().as_bytes()).wait().unwrap();
+    let data = pattern(total);
+    let start = Instant::now();
+    stream.write_all(&data).unwrap();
+    stream.close_blocking().unwrap();
+    let (_server, got) = accept.join().unwrap();
+    assert_eq!(got.len(), data.len(), "every byte arrived");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data), "intact and in order");
+    assert!(start.elapsed() < Duration::from_secs(20), "stalled: {:?}", start.elapsed());
+    eprintln!("24 MiB with a stalling reader in {:?}", start.elapsed());
+}

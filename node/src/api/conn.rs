@@ -17,7 +17,9 @@ use tern_driver::EndpointHandle;
 
 use crate::api::endpoint::{ApiCommand, ApiNode, Route};
 use crate::api::error::DhtError;
-use crate::api::stream::{Closed, MAX_QUEUED_MESSAGES, PIPE_CAPACITY, Pipe, SecureStream};
+use crate::api::stream::{
+    Closed, MAX_QUEUED_MESSAGES, PIPE_CAPACITY, Pipe, PipeSink, SecureStream,
+};
 
 /// Connections a listener buffers before the application accepts them; more are reset.
 const ACCEPT_BACKLOG: usize = 256;
@@ -84,6 +86,8 @@ impl Streams {
         let pipe = Arc::new(Pipe::default());
         let stream =
             SecureStream::new(pipe.clone(), me.clone(), conn.stream, conn.handshake, header);
+        // Received bytes go straight into the pipe from now on (earlier ones are read).
+        let _ = node.connections().udx().set_sink(conn.stream, Box::new(PipeSink(pipe.clone())));
         self.pipes.insert(conn.stream, pipe);
         let delivered = match conn.origin {
             Origin::Client(op) => match routes.remove(&op) {
@@ -238,11 +242,18 @@ impl Streams {
             }
             got = true;
         }
+        pipe.set_inbound_len(s.inbound.len());
+        if !s.dropped && udx.readable(id) == 0 {
+            s.spilled = false;
+        }
         if !s.read_ended && udx.is_read_ended(id) {
             s.read_ended = true;
             got = true;
         }
-        if got && let Some(w) = s.read_waker.take() {
+        // Bytes the sink put in the pipe count too (this pump runs on their Readable).
+        if (got || !s.inbound.is_empty())
+            && let Some(w) = s.read_waker.take()
+        {
             w.wake();
         }
     }

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -172,11 +173,50 @@ impl Inbound {
     }
 }
 
+/// UDX's sink for a stream's in-order bytes (`Udx::set_sink`): it copies them straight
+/// into the pipe as they arrive, so they are copied once on the node thread instead of
+/// twice (into UDX's buffer, then out of it by a read). The bytes it holds count against
+/// UDX's receive window, so the window, not the pipe, bounds them; bytes past
+/// `SINK_CAPACITY` (only with a receive buffer configured larger) wait in UDX as before
+/// (`spilled`). A dropped handle's bytes are discarded.
+#[derive(Debug)]
+pub(crate) struct PipeSink(pub Arc<Pipe>);
+
+impl tern_core::udx::RecvSink for PipeSink {
+    fn deliver(&mut self, data: &[u8]) -> bool {
+        let mut s = self.0.lock();
+        if s.dropped {
+            return true;
+        }
+        if s.inbound.len() + data.len() > SINK_CAPACITY {
+            s.spilled = true;
+            return false;
+        }
+        s.inbound.fill_with(data.len(), |buf| {
+            buf.copy_from_slice(data);
+            data.len()
+        });
+        self.0.set_inbound_len(s.inbound.len());
+        true
+    }
+
+    fn buffered(&self) -> usize {
+        self.0.inbound_len.load(Ordering::Relaxed)
+    }
+}
+
+/// Most bytes the sink puts in the inbound pipe: UDX's default receive buffer, whose
+/// window bounds them first.
+const SINK_CAPACITY: usize = 4 << 20;
+
 /// The state shared by a stream's handle and the node thread.
 #[derive(Debug, Default)]
 pub(crate) struct PipeState {
     /// Ciphertext received, not yet taken by the handle.
     pub inbound: Inbound,
+    /// UDX's sink ([`PipeSink`]) refused bytes for lack of room: they wait in UDX
+    /// until a pump moves them, which the handle asks for once it has made room.
+    pub spilled: bool,
     /// The peer ended its side and everything before the END is in `inbound`.
     pub read_ended: bool,
     /// Ciphertext written by the handle, not yet accepted by UDX.
@@ -206,12 +246,21 @@ pub(crate) struct PipeState {
 #[derive(Debug, Default)]
 pub(crate) struct Pipe {
     state: Mutex<PipeState>,
+    /// `inbound.len()`, kept beside the lock (stored while holding it) for UDX's window
+    /// computation ([`PipeSink`]), which runs on the node thread at times when the
+    /// node already holds the lock.
+    inbound_len: AtomicUsize,
 }
 
 impl Pipe {
     pub(crate) fn lock(&self) -> MutexGuard<'_, PipeState> {
         // Plain data: a panic elsewhere cannot leave it inconsistent in a harmful way.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the inbound length (call with the lock held, after changing it).
+    pub(crate) fn set_inbound_len(&self, len: usize) {
+        self.inbound_len.store(len, Ordering::Relaxed);
     }
 }
 
@@ -420,8 +469,10 @@ impl SecureStream {
             }
             let (was_full, unsent, ended, closed) = {
                 let mut s = self.pipe.lock();
-                let was_full = s.inbound.len() >= PIPE_CAPACITY;
+                // Taking a full pipe reopens UDX's window: the pump tells the peer.
+                let was_full = s.inbound.len() >= PIPE_CAPACITY || s.spilled;
                 std::mem::swap(&mut self.scratch, &mut s.inbound);
+                self.pipe.set_inbound_len(s.inbound.len());
                 let (ended, closed) = (s.read_ended, s.closed);
                 if self.scratch.is_empty() && !ended && closed.is_none() {
                     s.read_waker = Some(cx.waker().clone());

@@ -21,6 +21,7 @@ use crate::packet::{
     Hdr, UDX_DATA, UDX_DESTROY, UDX_END, UDX_HEADER_LEN, UDX_MAGIC, UDX_VERSION, put_header,
     read_id,
 };
+use crate::recv::RecvSink;
 use crate::rtt::MS;
 use crate::send::NEVER;
 use crate::stream::{Remote, Stream};
@@ -407,6 +408,20 @@ impl Udx {
             self.reschedule(id);
         }
         Ok(n)
+    }
+
+    /// Sends stream `id`'s in-order bytes to `sink` as they arrive, from now on (bytes
+    /// already buffered, and any the sink refuses, are read with [`Udx::read`] first).
+    /// `Readable` is raised for bytes the sink took as for buffered ones; a read (even
+    /// of nothing) re-arms it.
+    pub fn set_sink(&mut self, id: u32, sink: Box<dyn RecvSink>) -> Result<(), UdxError> {
+        self.get(id)?.recv.set_sink(sink);
+        Ok(())
+    }
+
+    /// In-order received bytes waiting to be read (0 for an unknown stream).
+    pub fn readable(&self, id: u32) -> usize {
+        self.streams.get(&id).map_or(0, |s| s.recv.readable())
     }
 
     /// True once the peer's END arrived and every byte before it was read.

@@ -27,6 +27,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 pub use engine::Udx;
+pub use recv::RecvSink;
 use tern_base::SocketId;
 
 /// Configuration of a [`Udx`] engine.

@@ -1,8 +1,26 @@
 //! The receiving half of a stream (spec §1.8): reassembly of DATA/END packets by
 //! sequence number, the bounded out-of-order buffer, the in-order byte buffer the
 //! application reads from, and the SACK blocks built from what is held.
+//!
+//! A stream may have a [`RecvSink`]: in-order bytes then go straight to it as they
+//! arrive (the application's own buffer) instead of waiting in the byte buffer to be
+//! copied out by a read; on one fast stream that second copy was about 5 % of all CPU.
+//! Bytes wait in the byte buffer only while the sink refuses them (it is full), and
+//! later bytes queue behind them, so the order holds.
 
 use std::collections::{BTreeMap, VecDeque};
+
+/// Takes a stream's in-order bytes as they arrive ([`crate::Udx::set_sink`]).
+pub trait RecvSink: std::fmt::Debug + Send {
+    /// Takes all of `data` (true) or none of it (false: it waits in the stream's buffer
+    /// and is read with [`crate::Udx::read`]).
+    fn deliver(&mut self, data: &[u8]) -> bool;
+
+    /// Bytes taken and not yet consumed by the application: they count against the
+    /// receive window like the stream's own buffer (flow control covers both). Called
+    /// for every window computation, so it must be cheap and must not block.
+    fn buffered(&self) -> usize;
+}
 
 use crate::packet::{MAX_ADVERTISED_RWND, UDX_DATA, UDX_END, UDX_MAX_SACK_BLOCKS, seq_diff};
 
@@ -51,6 +69,9 @@ pub(crate) struct Recv {
     /// Payload bytes delivered in order.
     pub bytes_received: u64,
     cap: usize,
+    sink: Option<Box<dyn RecvSink>>,
+    /// The sink took bytes since the last `take_sunk`.
+    sunk: bool,
 }
 
 impl Recv {
@@ -64,11 +85,28 @@ impl Recv {
             remote_end: None,
             bytes_received: 0,
             cap,
+            sink: None,
+            sunk: false,
         }
     }
 
+    /// Sends later in-order bytes to `sink` (see [`RecvSink`]).
+    pub(crate) fn set_sink(&mut self, sink: Box<dyn RecvSink>) {
+        self.sink = Some(sink);
+    }
+
+    /// Whether the sink took bytes since the last call.
+    pub(crate) fn take_sunk(&mut self) -> bool {
+        std::mem::take(&mut self.sunk)
+    }
+
     fn used(&self) -> usize {
-        self.buf.len() + self.held_cost
+        self.in_order() + self.held_cost
+    }
+
+    /// In-order bytes not yet consumed: ours and the sink's.
+    fn in_order(&self) -> usize {
+        self.buf.len() + self.sink.as_ref().map_or(0, |s| s.buffered())
     }
 
     /// The receive window to advertise.
@@ -102,7 +140,7 @@ impl Recv {
             // for it, and the sender never resends those: they were SACKed). So it
             // only needs room in the readable part; what it releases from `held` was
             // already counted, which bounds `used()` by twice the cap.
-            let used = if self.held.is_empty() { self.used() } else { self.buf.len() };
+            let used = if self.held.is_empty() { self.used() } else { self.in_order() };
             if used + data.len() > self.cap {
                 return Accept::Dropped;
             }
@@ -127,7 +165,15 @@ impl Recv {
     }
 
     fn deliver(&mut self, flags: u8, data: &[u8]) {
-        self.buf.extend(data);
+        // Only while nothing waits here, so that bytes reach the sink in order.
+        let sunk = !data.is_empty()
+            && self.buf.is_empty()
+            && self.sink.as_mut().is_some_and(|s| s.deliver(data));
+        if sunk {
+            self.sunk = true;
+        } else {
+            self.buf.extend(data);
+        }
         self.bytes_received += data.len() as u64;
         if flags & UDX_END != 0 {
             self.remote_end = Some(self.ack);
@@ -256,5 +302,51 @@ mod tests {
         assert!(r.used() <= 10_000);
         assert!(buffered < 100);
         assert_eq!(r.accept(70_000, UDX_DATA, b""), Accept::Dropped);
+    }
+
+    /// A sink that holds at most `room` bytes.
+    #[derive(Debug)]
+    struct Sink {
+        got: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        room: usize,
+    }
+
+    impl RecvSink for Sink {
+        fn deliver(&mut self, data: &[u8]) -> bool {
+            let mut got = self.got.lock().unwrap();
+            if got.len() + data.len() > self.room {
+                return false;
+            }
+            got.extend_from_slice(data);
+            true
+        }
+
+        fn buffered(&self) -> usize {
+            self.got.lock().unwrap().len()
+        }
+    }
+
+    #[test]
+    fn a_sink_takes_in_order_bytes_until_full_and_order_holds() {
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut r = Recv::new(10_000);
+        r.set_sink(Box::new(Sink { got: got.clone(), room: 5 }));
+        assert_eq!(r.accept(1, UDX_DATA, b"cd"), Accept::Buffered);
+        assert_eq!(r.accept(0, UDX_DATA, b"ab"), Accept::Advanced);
+        assert!(r.take_sunk());
+        assert!(!r.take_sunk());
+        // "ab" and "cd" went to the sink; "ef" does not fit and waits here, and so does
+        // "g" behind it although it would fit: the sink never gets bytes out of order.
+        assert_eq!(r.accept(2, UDX_DATA, b"ef"), Accept::Advanced);
+        assert_eq!(r.accept(3, UDX_DATA, b"g"), Accept::Advanced);
+        assert_eq!(&*got.lock().unwrap(), b"abcd");
+        // The sink's bytes count against the window too.
+        assert_eq!((r.readable(), r.rwnd()), (3, 10_000 - 7));
+        let mut out = [0u8; 8];
+        assert_eq!(r.read(&mut out), 3);
+        assert_eq!(&out[..3], b"efg");
+        assert_eq!(r.accept(4, UDX_DATA, b"h"), Accept::Advanced);
+        assert_eq!(&*got.lock().unwrap(), b"abcdh");
+        assert_eq!(r.readable(), 0);
     }
 }

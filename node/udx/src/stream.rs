@@ -183,9 +183,10 @@ impl Stream {
         let mut answer = false;
         if t & (UDX_DATA | UDX_END) != 0 {
             answer = true;
+            // Bytes a sink took count as readable: the reader learns of them the same way.
             if self.recv.accept(h.seq, t, payload) == Accept::Advanced
                 && self.readable_armed
-                && self.recv.readable() > 0
+                && (self.recv.take_sunk() || self.recv.readable() > 0)
             {
                 self.readable_armed = false;
                 ev.push(UdxEvent::Readable { id: self.id });
