@@ -31,6 +31,7 @@ use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::{ChaCha20, R20, hchacha};
 use poly1305::Poly1305;
 use poly1305::universal_hash::{KeyInit, UniversalHash};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -258,6 +259,57 @@ impl PullStream {
         Ok(tag)
     }
 
+    /// Like [`PullStream::pull_in_place`] for the message at `buf[at..]`, with the `at`
+    /// bytes before it free to overwrite. When `at >= 63` and the plaintext length is
+    /// ≡ 0 or 8 mod 16 (every full 64 KiB frame), the message is opened with ring's
+    /// stitched ChaCha20-Poly1305 in one pass, about a quarter faster: secretstream's MAC
+    /// input `block1 ‖ c ‖ (mlen & 15 zeros) ‖ le64(0) ‖ le64(64 + mlen)` is then exactly
+    /// the IETF AEAD's over the ciphertext `block1 ‖ c` with no AD (its padding
+    /// `-(64 + mlen) mod 16` equals `mlen & 15` for those lengths), and the AEAD's
+    /// keystream from block 1 is secretstream's. The encrypted block 1, of which the
+    /// wire carries only the first byte, is rebuilt from the keystream in front of `c`.
+    /// Otherwise, or with less room, this is `pull_in_place(&mut buf[at..])`. On
+    /// success `buf[at]` holds the tag and `buf[at + 1..len - 16]` the plaintext; on
+    /// failure the state is unchanged and the bytes are unspecified.
+    pub fn pull_in_place_with_room(
+        &mut self,
+        buf: &mut [u8],
+        at: usize,
+    ) -> Result<u8, CipherError> {
+        let len = buf.len().saturating_sub(at);
+        if len < ABYTES {
+            return Err(CipherError::TooShort);
+        }
+        let mlen = len - ABYTES;
+        if at < 63 || !matches!(mlen % 16, 0 | 8) {
+            return self.pull_in_place(&mut buf[at..]);
+        }
+        // Block 1 of the keystream: its first byte decrypts the tag, and the encrypted
+        // block 1 is that keystream with the wire's tag byte in front.
+        let mut cipher = ChaCha20::new(&self.state.k.into(), &self.state.nonce.into());
+        let mut block1 = [0u8; 128];
+        cipher.apply_keystream(&mut block1);
+        let enc_tag = buf[at];
+        let tag = enc_tag ^ block1[64];
+        block1[64] = enc_tag;
+        let mut mac = [0u8; 16];
+        mac.copy_from_slice(&buf[buf.len() - 16..]);
+        let region = &mut buf[at - 63..];
+        region[..64].copy_from_slice(&block1[64..]);
+        block1.zeroize();
+        let Ok(key) = UnboundKey::new(&CHACHA20_POLY1305, &self.state.k) else {
+            return Err(CipherError::Forged);
+        };
+        let key = LessSafeKey::new(key);
+        let nonce = Nonce::assume_unique_for_key(self.state.nonce);
+        if key.open_in_place(nonce, Aad::empty(), region).is_err() {
+            return Err(CipherError::Forged);
+        }
+        buf[at] = tag;
+        self.state.advance(&mac, tag);
+        Ok(tag)
+    }
+
     /// Decrypts `ciphertext` and appends the plaintext to `out` (unchanged on error).
     pub fn pull(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<u8, CipherError> {
         if ciphertext.len() < ABYTES {
@@ -369,6 +421,63 @@ mod tests {
                 let mut out = Vec::new();
                 prop_assert_eq!(pull.pull(&ct, &mut out), Ok(tag));
                 prop_assert_eq!(out, m);
+            }
+        }
+    }
+
+    /// Pulls `ct` with `room` scratch bytes in front; returns the tag and plaintext.
+    fn pull_with_room(
+        pull: &mut PullStream,
+        ct: &[u8],
+        room: usize,
+    ) -> Result<(u8, Vec<u8>), CipherError> {
+        let mut buf = vec![0x5a; room];
+        buf.extend_from_slice(ct);
+        let tag = pull.pull_in_place_with_room(&mut buf, room)?;
+        Ok((tag, buf[room + 1..buf.len() - 16].to_vec()))
+    }
+
+    #[test]
+    fn pull_with_room_matches_pull_for_every_length_and_tag() {
+        // Lengths around both AEAD-compatible residues (0 and 8 mod 16) and others, with
+        // room for the one-pass path, too little room, and a rekey in the sequence.
+        let lens = [0usize, 1, 8, 15, 16, 24, 40, 63, 64, 65, 72, 1000, 1008, 65_536, 65_544];
+        for room in [0usize, 62, 63, 200] {
+            let mut push = PushStream::new(&[5; 32], &[6; 24]);
+            let mut want_pull = PullStream::new(&[5; 32], &[6; 24]);
+            let mut pull = PullStream::new(&[5; 32], &[6; 24]);
+            for (i, &len) in lens.iter().enumerate() {
+                let m: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+                let tag = if i == 7 { TAG_REKEY } else { TAG_MESSAGE };
+                let mut ct = Vec::new();
+                push.push(&m, tag, &mut ct);
+                let mut want = Vec::new();
+                assert_eq!(want_pull.pull(&ct, &mut want), Ok(tag));
+                assert_eq!(
+                    pull_with_room(&mut pull, &ct, room),
+                    Ok((tag, want)),
+                    "len {len} room {room}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pull_with_room_refuses_tampering_and_keeps_its_state() {
+        for len in [64usize, 72] {
+            let mut push = PushStream::new(&[1; 32], &[2; 24]);
+            let mut ct = Vec::new();
+            push.push(&vec![9u8; len], TAG_MESSAGE, &mut ct);
+            for i in 0..ct.len() {
+                let mut pull = PullStream::new(&[1; 32], &[2; 24]);
+                let mut bad = ct.clone();
+                bad[i] ^= 1;
+                assert_eq!(
+                    pull_with_room(&mut pull, &bad, 63),
+                    Err(CipherError::Forged),
+                    "byte {i}"
+                );
+                assert_eq!(pull_with_room(&mut pull, &ct, 63), Ok((TAG_MESSAGE, vec![9u8; len])));
             }
         }
     }

@@ -177,9 +177,15 @@ impl FrameDecoder {
         Ok(Some(body_start..self.start))
     }
 
-    /// Buffer bytes of a range returned by `next_frame_range` (empty if out of bounds).
-    pub(crate) fn range_mut(&mut self, r: Range<usize>) -> &mut [u8] {
-        self.buf.get_mut(r).unwrap_or_default()
+    /// The bytes of a range returned by `next_frame_range`, mutable, with up to `room`
+    /// bytes in front of it: those (the frame's prefix, consumed frames, stale bytes)
+    /// are free to overwrite once the caller is done with every earlier frame. Returns
+    /// the slice and where the range starts in it (an out-of-bounds range gives an empty
+    /// slice).
+    pub(crate) fn range_with_room(&mut self, r: Range<usize>, room: usize) -> (&mut [u8], usize) {
+        let lo = r.start.saturating_sub(room);
+        let at = r.start - lo;
+        (self.buf.get_mut(lo..r.end).unwrap_or_default(), at)
     }
 
     /// Buffer bytes of a range returned by `next_frame_range` (empty if out of bounds).

@@ -297,15 +297,17 @@ impl SecretStream {
             let Some(range) = self.decoder.next_frame_range()? else {
                 return Ok(None);
             };
-            let body = self.decoder.range_mut(range.clone());
+            // Nothing before this frame is needed any more (`unread` is empty): the
+            // cipher may use the bytes in front of it (see `pull_in_place_with_room`).
+            let (room, at) = self.decoder.range_with_room(range.clone(), 63);
             match &mut self.rx {
                 Rx::AwaitHeader { key, remote_id } => {
-                    let header = parse_header(body, remote_id)?;
+                    let header = parse_header(&room[at..], remote_id)?;
                     let pull = PullStream::new(key, &header);
                     self.rx = Rx::Open(pull);
                 }
                 Rx::Open(pull) => {
-                    pull.pull_in_place(body).map_err(|e| match e {
+                    pull.pull_in_place_with_room(room, at).map_err(|e| match e {
                         CipherError::TooShort => StreamError::FrameTooShort,
                         _ => StreamError::Decrypt,
                     })?;
