@@ -208,6 +208,50 @@ impl PushStream {
         Ok(())
     }
 
+    /// Like [`PushStream::push_to`] into `out[at..]` (exactly `plaintext.len() + 17`
+    /// bytes), with the `at` bytes before it free to overwrite. When `at >= 63` and the
+    /// plaintext length is ≡ 0 or 8 mod 16 (every full 64 KiB frame), the message is
+    /// sealed with ring's stitched ChaCha20-Poly1305 in one pass: the IETF AEAD over
+    /// `block1 ‖ m` with no AD gives secretstream's ciphertext and MAC for those lengths
+    /// (see [`PullStream::pull_in_place_with_room`]); block 1 is encrypted in the room in
+    /// front, and only its first byte (the encrypted tag) is kept. The plaintext is copied
+    /// into place first (ring seals in place only). Otherwise this is `push_to`.
+    pub fn push_to_with_room(
+        &mut self,
+        tag: u8,
+        plaintext: &[u8],
+        out: &mut [u8],
+        at: usize,
+    ) -> Result<(), CipherError> {
+        let mlen = plaintext.len();
+        if out.len().checked_sub(at) != Some(mlen + ABYTES) {
+            return Err(CipherError::TooShort);
+        }
+        if at < 63 || !matches!(mlen % 16, 0 | 8) {
+            return self.push_to(tag, plaintext, &mut out[at..]);
+        }
+        let (head, mac_slot) = out.split_at_mut(out.len() - 16);
+        // `region` = block 1 (its last byte is the tag slot) followed by the message.
+        let region = &mut head[at - 63..];
+        region[0] = tag;
+        region[1..64].fill(0);
+        region[64..].copy_from_slice(plaintext);
+        let Ok(key) = UnboundKey::new(&CHACHA20_POLY1305, &self.state.k) else {
+            return Err(CipherError::TooShort);
+        };
+        let key = LessSafeKey::new(key);
+        let nonce = Nonce::assume_unique_for_key(self.state.nonce);
+        let Ok(mac) = key.seal_in_place_separate_tag(nonce, Aad::empty(), region) else {
+            return Err(CipherError::TooShort);
+        };
+        region[63] = region[0];
+        let mut mac_bytes = [0u8; 16];
+        mac_bytes.copy_from_slice(mac.as_ref());
+        mac_slot.copy_from_slice(&mac_bytes);
+        self.state.advance(&mac_bytes, tag);
+        Ok(())
+    }
+
     /// Appends `push(plaintext)` (`plaintext.len() + 17` bytes) to `out`.
     pub fn push(&mut self, plaintext: &[u8], tag: u8, out: &mut Vec<u8>) {
         let start = out.len();
@@ -480,5 +524,25 @@ mod tests {
                 assert_eq!(pull_with_room(&mut pull, &ct, 63), Ok((TAG_MESSAGE, vec![9u8; len])));
             }
         }
+    }
+
+    #[test]
+    fn push_to_with_room_matches_push_for_every_length_and_tag() {
+        let lens = [0usize, 1, 8, 15, 16, 24, 40, 63, 64, 65, 72, 1000, 1008, 65_536, 65_544];
+        for room in [0usize, 62, 63, 200] {
+            let mut a = PushStream::new(&[7; 32], &[8; 24]);
+            let mut b = PushStream::new(&[7; 32], &[8; 24]);
+            for (i, &len) in lens.iter().enumerate() {
+                let m: Vec<u8> = (0..len).map(|j| (i * 17 + j) as u8).collect();
+                let tag = if i == 5 { TAG_REKEY } else { TAG_MESSAGE };
+                let mut want = Vec::new();
+                a.push(&m, tag, &mut want);
+                let mut out = vec![0xa5; room + len + ABYTES];
+                assert_eq!(b.push_to_with_room(tag, &m, &mut out, room), Ok(()));
+                assert_eq!(&out[room..], &want[..], "len {len} room {room}");
+            }
+        }
+        let mut p = PushStream::new(&[7; 32], &[8; 24]);
+        assert_eq!(p.push_to_with_room(0, &[0; 16], &mut [0; 100], 63), Err(CipherError::TooShort));
     }
 }

@@ -18,8 +18,8 @@ mod unordered;
 pub use cipher::{CipherError, PullStream, PushStream};
 pub use frame::{FrameDecoder, FrameError};
 pub use stream::{
-    FRAME_OVERHEAD, HEADER_BODY_LEN, HEADER_FRAME_LEN, MAX_MESSAGE_LEN, SecretStream, StreamError,
-    frame_len,
+    FRAME_OVERHEAD, FRAME_ROOM, HEADER_BODY_LEN, HEADER_FRAME_LEN, MAX_MESSAGE_LEN, SecretStream,
+    StreamError, frame_len,
 };
 pub use unordered::{
     COUNTER_LEN, ENVELOPE_OVERHEAD, UnorderedError, UnorderedReceiver, UnorderedSender,

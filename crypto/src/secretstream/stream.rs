@@ -37,6 +37,9 @@ pub const fn frame_len(plaintext_len: usize) -> usize {
 
 /// Largest plaintext one frame carries: `2^24 - 1 - 17` = 16777198 bytes.
 pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_BODY - ABYTES;
+/// Room in front of a frame that lets [`SecretStream::encrypt_frame_with_room`] seal it in
+/// one pass: the 64-byte block 1 ends at the frame's tag byte, 60 bytes before the frame.
+pub const FRAME_ROOM: usize = 64 - 1 - FRAME_PREFIX_LEN;
 
 /// Secret-stream failures. Receive-side variants are remote input and end the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -206,6 +209,32 @@ impl SecretStream {
         let (head, body) = out.split_at_mut(FRAME_PREFIX_LEN);
         head.copy_from_slice(&prefix);
         self.push.push_to(TAG_MESSAGE, plaintext, body).map_err(|_| StreamError::FrameTooShort)
+    }
+
+    /// Like [`SecretStream::encrypt_frame_into`] into `out[at..]` (exactly
+    /// [`frame_len`]`(plaintext.len())` bytes), with the `at` bytes before it free to
+    /// overwrite: with at least [`FRAME_ROOM`] of them, a full frame is sealed in one pass
+    /// by ring's stitched ChaCha20-Poly1305 (see `PushStream::push_to_with_room`).
+    pub fn encrypt_frame_with_room(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut [u8],
+        at: usize,
+    ) -> Result<(), StreamError> {
+        if plaintext.len() > MAX_MESSAGE_LEN {
+            return Err(StreamError::MessageTooLarge(plaintext.len()));
+        }
+        let body_len = plaintext.len() + ABYTES;
+        let prefix = encode_prefix(body_len)?;
+        if out.len().checked_sub(at) != Some(FRAME_PREFIX_LEN + body_len) {
+            return Err(StreamError::FrameTooShort);
+        }
+        // The prefix's bytes are room for the cipher too: written after it.
+        self.push
+            .push_to_with_room(TAG_MESSAGE, plaintext, out, at + FRAME_PREFIX_LEN)
+            .map_err(|_| StreamError::FrameTooShort)?;
+        out[at..at + FRAME_PREFIX_LEN].copy_from_slice(&prefix);
+        Ok(())
     }
 
     /// Buffers received bytes. Drain [`SecretStream::poll_message`] (or
@@ -402,6 +431,20 @@ mod tests {
         b.handle_data(&[16, 0, 0]).unwrap();
         b.handle_data(&[0; 16]).unwrap();
         assert_eq!(b.poll_message(), Err(StreamError::FrameTooShort));
+    }
+
+    #[test]
+    fn encrypt_frame_with_room_matches_encrypt_frame() {
+        let (mut a, _) = pair();
+        let (mut b, _) = pair();
+        for len in [0usize, 5, 64, 65_536, 65_536, 70_000] {
+            let m = vec![9u8; len];
+            let mut want = Vec::new();
+            a.encrypt_frame(&m, &mut want).unwrap();
+            let mut got = vec![0x55; FRAME_ROOM + frame_len(len)];
+            b.encrypt_frame_with_room(&m, &mut got, FRAME_ROOM).unwrap();
+            assert_eq!(&got[FRAME_ROOM..], &want[..], "len {len}");
+        }
     }
 
     #[test]

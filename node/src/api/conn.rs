@@ -172,29 +172,28 @@ impl Streams {
         // Outbound: whole frames while UDX's send buffer has room; they move in without
         // a copy. Frames the peer acknowledged come back for the writer to reuse.
         let mut written = false;
-        while let Some(mut frame) = s.outbound.pop() {
-            if frame.len() < MIN_CHUNK {
+        while let Some((frame, start)) = s.outbound.pop() {
+            if frame.len() - start < MIN_CHUNK {
                 // Small frames are copied: they coalesce into full packets in UDX's
                 // buffer, which then holds a few large chunks instead of many tiny ones.
-                match udx.write(now, id, &frame, tx) {
-                    Ok(n) if n == frame.len() => {
+                match udx.write(now, id, &frame[start..], tx) {
+                    Ok(n) if n == frame.len() - start => {
                         written = true;
                         s.outbound.give_spare(frame);
                         continue;
                     }
                     Ok(n) => {
                         written |= n > 0;
-                        frame.drain(..n);
+                        s.outbound.unpop(frame, start + n);
                     }
-                    Err(_) => {}
+                    Err(_) => s.outbound.unpop(frame, start),
                 }
-                s.outbound.unpop(frame);
                 break;
             }
-            match udx.write_chunk(now, id, frame, tx) {
+            match udx.write_chunk(now, id, frame, start, tx) {
                 Ok(None) => written = true,
                 Ok(Some(frame)) => {
-                    s.outbound.unpop(frame);
+                    s.outbound.unpop(frame, start);
                     break;
                 }
                 Err(_) => break,

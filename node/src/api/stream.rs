@@ -24,7 +24,9 @@ use std::task::{Context, Poll, Waker};
 
 use futures_io::{AsyncRead, AsyncWrite};
 use tern_crypto::noise::HandshakeResult;
-use tern_crypto::secretstream::{ENVELOPE_OVERHEAD, UnorderedReceiver, UnorderedSender, frame_len};
+use tern_crypto::secretstream::{
+    ENVELOPE_OVERHEAD, FRAME_ROOM, UnorderedReceiver, UnorderedSender, frame_len,
+};
 use tern_crypto::secretstream::{SecretStream, StreamError};
 use tern_driver::{EndpointHandle, SendError};
 
@@ -64,7 +66,8 @@ const WRITE_ROOM: usize = frame_len(MAX_FRAME_PLAINTEXT);
 /// packets from it), and comes back once acknowledged for the writer to reuse.
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
-    frames: VecDeque<Vec<u8>>,
+    /// Each frame is `buf[start..]`; what is before is room its encryption used.
+    frames: VecDeque<(Vec<u8>, usize)>,
     /// Bytes queued.
     len: usize,
     /// Buffers to reuse (at most `SPARE_FRAMES`).
@@ -82,25 +85,27 @@ impl Outbound {
         self.len + WRITE_ROOM <= PIPE_CAPACITY
     }
 
-    /// Queues a whole frame (or several back to back).
-    pub(crate) fn push(&mut self, frame: Vec<u8>) {
-        if !frame.is_empty() {
-            self.len += frame.len();
-            self.frames.push_back(frame);
+    /// Queues a whole frame (or several back to back): `buf[start..]`.
+    pub(crate) fn push(&mut self, buf: Vec<u8>, start: usize) {
+        if buf.len() > start {
+            self.len += buf.len() - start;
+            self.frames.push_back((buf, start));
         }
     }
 
-    /// Takes the oldest frame (to hand it to UDX).
-    pub(crate) fn pop(&mut self) -> Option<Vec<u8>> {
-        let f = self.frames.pop_front()?;
-        self.len -= f.len();
-        Some(f)
+    /// Takes the oldest frame (to hand it to UDX): its buffer and where it starts.
+    pub(crate) fn pop(&mut self) -> Option<(Vec<u8>, usize)> {
+        let (buf, start) = self.frames.pop_front()?;
+        self.len -= buf.len() - start;
+        Some((buf, start))
     }
 
-    /// Puts back a frame [`Outbound::pop`] took (UDX had no room for it).
-    pub(crate) fn unpop(&mut self, frame: Vec<u8>) {
-        self.len += frame.len();
-        self.frames.push_front(frame);
+    /// Puts back (the rest of) a frame [`Outbound::pop`] took (UDX had no room for it).
+    pub(crate) fn unpop(&mut self, buf: Vec<u8>, start: usize) {
+        if buf.len() > start {
+            self.len += buf.len() - start;
+            self.frames.push_front((buf, start));
+        }
     }
 
     /// Keeps `buf` for a later frame, if fewer than `SPARE_FRAMES` are kept.
@@ -304,7 +309,7 @@ impl SecureStream {
         header: [u8; 24],
     ) -> Self {
         let secret = SecretStream::new(&handshake, &header);
-        pipe.lock().outbound.push(secret.header_frame().to_vec());
+        pipe.lock().outbound.push(secret.header_frame().to_vec(), 0);
         // The unordered counter starts at 8 random bytes (from the header's, which are).
         let mut counter = [0u8; 8];
         counter.copy_from_slice(&header[16..24]);
@@ -552,11 +557,13 @@ impl AsyncWrite for SecureStream {
         let n = buf.len().min(MAX_FRAME_PLAINTEXT);
         // A reused buffer keeps its old bytes (overwritten below): resizing only grows it,
         // so it is not zero-filled again for every frame.
-        frame.resize(frame_len(n), 0);
-        if this.secret.encrypt_frame_into(&buf[..n], &mut frame).is_err() {
+        // Room in front lets a full frame be sealed in one pass (FRAME_ROOM); the frame
+        // is what follows it, and only that is sent.
+        frame.resize(FRAME_ROOM + frame_len(n), 0);
+        if this.secret.encrypt_frame_with_room(&buf[..n], &mut frame, FRAME_ROOM).is_err() {
             return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
         }
-        this.pipe.lock().outbound.push(frame);
+        this.pipe.lock().outbound.push(frame, FRAME_ROOM);
         this.nudge();
         Poll::Ready(Ok(n))
     }

@@ -358,7 +358,8 @@ impl Udx {
         Ok(n)
     }
 
-    /// Queues all of `chunk` without copying it (a whole frame of the application's),
+    /// Queues all of `chunk[start..]` without copying it (a whole frame of the
+    /// application's; the bytes before `start` are not sent),
     /// unless the send buffer is full: then it is handed back (`Ok(Some)`) and a
     /// `Writable` event follows once there is room. A buffer that is not full takes a
     /// whole chunk, so it may exceed `send_buffer` by one chunk. Acknowledged chunks come
@@ -368,6 +369,7 @@ impl Udx {
         now: Timestamp,
         id: u32,
         chunk: Vec<u8>,
+        start: usize,
         tx: &mut TxQueue,
     ) -> Result<Option<Vec<u8>>, UdxError> {
         self.touch(now);
@@ -378,7 +380,7 @@ impl Udx {
         if s.send.end_requested {
             return Err(UdxError::Ended(id));
         }
-        let refused = s.send.write_chunk(chunk).err();
+        let refused = s.send.write_chunk(chunk, start).err();
         if refused.is_some() {
             s.writable_wanted = true;
         }

@@ -223,13 +223,13 @@ impl Send {
         n
     }
 
-    /// Queues all of `chunk` without copying while the buffer is not full (so it may
+    /// Queues all of `chunk[start..]` without copying while the buffer is not full (so it may
     /// exceed its capacity by one chunk, which the caller sizes); gives it back if full.
-    pub(crate) fn write_chunk(&mut self, chunk: Vec<u8>) -> Result<(), Vec<u8>> {
+    pub(crate) fn write_chunk(&mut self, chunk: Vec<u8>, start: usize) -> Result<(), Vec<u8>> {
         if self.free_space() == 0 {
             return Err(chunk);
         }
-        self.buf.push_chunk(chunk);
+        self.buf.push_chunk(chunk, start);
         Ok(())
     }
 

@@ -25,16 +25,18 @@ const COPY_CHUNK: usize = 16 * 1024;
 /// One piece of the send buffer.
 #[derive(Debug)]
 struct Chunk {
-    /// Stream offset of `data[0]`.
+    /// Stream offset of `data[start]`.
     off: u64,
     data: Arc<Vec<u8>>,
+    /// Where the stream's bytes start in `data` (what is before is not sent).
+    start: usize,
     /// Handed over by the application: give it back once acknowledged. Never appended to.
     owned: bool,
 }
 
 impl Chunk {
     fn end(&self) -> u64 {
-        self.off + self.data.len() as u64
+        self.off + (self.data.len() - self.start) as u64
     }
 }
 
@@ -97,21 +99,21 @@ impl SendBuf {
         }
         let mut v = Vec::with_capacity(data.len().max(COPY_CHUNK));
         v.extend_from_slice(data);
-        self.push(v, false);
+        self.push(v, 0, false);
     }
 
-    /// Appends `chunk` without copying it; it comes back through
+    /// Appends `chunk[start..]` without copying it; the whole buffer comes back through
     /// [`SendBuf::take_spent`] once acknowledged.
-    pub(crate) fn push_chunk(&mut self, chunk: Vec<u8>) {
-        if !chunk.is_empty() {
-            self.push(chunk, true);
+    pub(crate) fn push_chunk(&mut self, chunk: Vec<u8>, start: usize) {
+        if chunk.len() > start {
+            self.push(chunk, start, true);
         }
     }
 
-    fn push(&mut self, data: Vec<u8>, owned: bool) {
+    fn push(&mut self, data: Vec<u8>, start: usize, owned: bool) {
         let off = self.end;
-        self.end += data.len() as u64;
-        self.chunks.push_back(Chunk { off, data: Arc::new(data), owned });
+        self.end += (data.len() - start) as u64;
+        self.chunks.push_back(Chunk { off, data: Arc::new(data), start, owned });
     }
 
     /// Forgets everything before stream offset `off` (acknowledged), dropping chunks that
@@ -150,7 +152,7 @@ impl SendBuf {
     /// (most packets of a large frame); `None` when the bytes span chunks.
     pub(crate) fn slice(&self, off: u64, len: usize) -> Option<(&Arc<Vec<u8>>, usize)> {
         let c = self.chunks.get(self.find(off))?;
-        let start = (off.checked_sub(c.off)?) as usize;
+        let start = c.start + (off.checked_sub(c.off)?) as usize;
         (start + len <= c.data.len()).then_some((&c.data, start))
     }
 
@@ -162,7 +164,7 @@ impl SendBuf {
             if done == out.len() {
                 break;
             }
-            let start = (at - c.off) as usize;
+            let start = c.start + (at - c.off) as usize;
             let n = (c.data.len() - start).min(out.len() - done);
             out[done..done + n].copy_from_slice(&c.data[start..start + n]);
             done += n;
@@ -186,7 +188,7 @@ mod tests {
     fn chunks_read_back_across_boundaries() {
         let mut b = SendBuf::new(1 << 20);
         b.write(b"hello ");
-        b.push_chunk(b"big frame".to_vec());
+        b.push_chunk(b"##big frame".to_vec(), 2);
         b.write(b" and");
         b.write(b" more");
         assert_eq!(b.len(), 24);
@@ -204,8 +206,8 @@ mod tests {
     #[test]
     fn released_frames_come_back_once_unreferenced() {
         let mut b = SendBuf::new(1 << 20);
-        b.push_chunk(vec![1; 100]);
-        b.push_chunk(vec![2; 100]);
+        b.push_chunk(vec![1; 100], 0);
+        b.push_chunk(vec![2; 100], 0);
         b.write(&[3; 10]);
         let held = b.slice(100, 50).map(|(c, _)| c.clone()).unwrap();
         b.release_to(150);
@@ -228,7 +230,7 @@ mod tests {
     fn spent_buffers_are_bounded() {
         let mut b = SendBuf::new(250);
         for _ in 0..5 {
-            b.push_chunk(vec![0; 100]);
+            b.push_chunk(vec![0; 100], 0);
         }
         b.release_to(500);
         let mut n = 0;

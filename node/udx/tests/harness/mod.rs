@@ -288,7 +288,13 @@ pub fn run_transfer(net: &mut Net, ids: [u32; 2], apps: &mut [App; 2], limit_ns:
                 let now = net.t();
                 let bytes = &app.data[app.written..end];
                 let n = if app.chunked {
-                    let refused = net.udx[side].write_chunk(now, id, bytes.to_vec(), &mut net.tx);
+                    let refused = net.udx[side].write_chunk(
+                        now,
+                        id,
+                        [&[0xee; 7], bytes].concat(),
+                        7,
+                        &mut net.tx,
+                    );
                     if refused.unwrap().is_some() { 0 } else { bytes.len() }
                 } else {
                     net.udx[side].write(now, id, bytes, &mut net.tx).unwrap()
