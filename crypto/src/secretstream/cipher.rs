@@ -24,7 +24,10 @@
 //! no whole-buffer `rotate_right`/`rotate_left` to make room for the tag byte) and can use
 //! chacha20 0.10's AVX-512 backend (`crypto_secretstream` pins chacha20 0.9). What remains is
 //! ChaCha20 (1.3 GB/s AVX2, 2.6 GB/s AVX-512) plus Poly1305 (2.1 GB/s AVX2); fusing the two
-//! passes in 16 KiB chunks measured +5 % and was left out. See `crypto/README.md`.
+//! passes in 16 KiB chunks measured +5 % and was left out. Messages whose length is 0 or 8
+//! mod 16 (full 64 KiB frames) can instead go through ring's one-pass ChaCha20-Poly1305
+//! AEAD, whose MAC input matches secretstream's for exactly those lengths
+//! (`push_to_with_room`, `pull_in_place_with_room`). See `crypto/README.md`.
 
 use chacha20::cipher::inout::InOutBuf;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
