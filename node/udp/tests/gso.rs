@@ -47,6 +47,24 @@ fn arena(n: usize, len: usize, last: usize) -> (Vec<u8>, Vec<std::ops::Range<usi
     (buf, ranges)
 }
 
+/// Turns off UDP checksums (SO_NO_CHECK) on `sock`, which makes the kernel refuse its
+/// GSO sends with EINVAL, as a route that cannot segment would; plain datagrams still
+/// go out.
+fn refuse_gso(sock: &UdpSocket) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            std::ptr::from_ref(&one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
 fn items<'a>(
     buf: &'a [u8],
     ranges: &'a [std::ops::Range<usize>],
@@ -125,20 +143,7 @@ fn without_gso_every_datagram_is_its_own_message() {
 fn a_refused_gso_send_falls_back_and_turns_gso_off() {
     let rx = bind(&SocketOptions::default());
     let tx = bind(&SocketOptions::default());
-    // SO_NO_CHECK (no UDP checksum) makes the kernel refuse GSO sends with EINVAL,
-    // as a route that cannot segment would; plain datagrams still go out.
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and a live c_int of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            tx.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NO_CHECK,
-            std::ptr::from_ref(&one).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0);
+    refuse_gso(&tx);
     let (buf, ranges) = arena(20, 1000, 999);
     let mut batch = SendBatch::new(8);
     let out = batch.send_segmented(&tx, &mut items(&buf, &ranges, rx.local_addr()).peekable());
@@ -250,18 +255,7 @@ fn two_part_datagrams_are_gathered_by_the_kernel() {
     assert_eq!(got, want, "each datagram is its head then its payload");
 
     // A refused GSO message is re-sent datagram by datagram, each gathered from its parts.
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and a live c_int of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            tx.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NO_CHECK,
-            std::ptr::from_ref(&one).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0);
+    refuse_gso(&tx);
     let mut it = two_part_items(&heads, &body, &parts, rx.local_addr()).peekable();
     let out = batch.send_segmented(&tx, &mut it);
     assert!(out.gso_refused, "{out:?}");

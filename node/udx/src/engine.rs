@@ -132,6 +132,19 @@ impl Udx {
         self.streams.get_mut(&id).ok_or(UdxError::UnknownStream(id))
     }
 
+    /// Stream `id`, if the application may still write to it: not relaying, not ended.
+    fn writable_stream(&mut self, now: Timestamp, id: u32) -> Result<&mut Stream, UdxError> {
+        self.touch(now);
+        let s = self.get(id)?;
+        if s.relay_to.is_some() {
+            return Err(UdxError::Relaying(id));
+        }
+        if s.send.end_requested {
+            return Err(UdxError::Ended(id));
+        }
+        Ok(s)
+    }
+
     /// Binds the remote of a stream. Sends nothing except an ACK owed for data that
     /// arrived before (and any data written before connect).
     pub fn connect(
@@ -339,14 +352,7 @@ impl Udx {
         data: &[u8],
         tx: &mut TxQueue,
     ) -> Result<usize, UdxError> {
-        self.touch(now);
-        let s = self.get(id)?;
-        if s.relay_to.is_some() {
-            return Err(UdxError::Relaying(id));
-        }
-        if s.send.end_requested {
-            return Err(UdxError::Ended(id));
-        }
+        let s = self.writable_stream(now, id)?;
         let n = s.send.write(data);
         if n < data.len() {
             s.writable_wanted = true;
@@ -372,14 +378,7 @@ impl Udx {
         start: usize,
         tx: &mut TxQueue,
     ) -> Result<Option<Vec<u8>>, UdxError> {
-        self.touch(now);
-        let s = self.get(id)?;
-        if s.relay_to.is_some() {
-            return Err(UdxError::Relaying(id));
-        }
-        if s.send.end_requested {
-            return Err(UdxError::Ended(id));
-        }
+        let s = self.writable_stream(now, id)?;
         let refused = s.send.write_chunk(chunk, start).err();
         if refused.is_some() {
             s.writable_wanted = true;
