@@ -103,10 +103,12 @@ fn untoken(t: u64) -> (u32, u16, usize) {
 pub(crate) struct Shard<E: Endpoint, B: Backend> {
     backend: B,
     clock: Clock,
-    /// The clock as of this turn's wake-up (refreshed when a socket's receive loop
-    /// goes past its first batch): one read serves the turn's first batch, its
-    /// mailbox and its timers, which at light load are all the turn does.
+    /// The clock as of this turn's wake-up, re-read for every receive batch after the
+    /// turn's first: one read serves a light turn's only batch, its mailbox and its
+    /// timers, and no stamp is older than one batch's work.
     now: Timestamp,
+    /// Receive batches handed out this turn.
+    batches: u32,
     shared: Arc<ThreadShared>,
     mailbox: Receiver<Msg<E>>,
     slots: Vec<Slot<E>>,
@@ -145,6 +147,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
         Ok(Self {
             backend,
             now: clock.now(),
+            batches: 0,
             clock,
             shared,
             mailbox,
@@ -182,6 +185,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                 break Err(e);
             }
             self.now = self.clock.now();
+            self.batches = 0;
             busy = self.turn();
             self.shared.stats.publish(&self.stats);
         };
@@ -218,6 +222,10 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
             }
         }
         self.ready = ready;
+        if self.batches > 1 {
+            // Several batches took their time: the mailbox and timers get a fresh now.
+            self.now = self.clock.now();
+        }
         if mailbox {
             self.mailbox_pending = self.drain_mailbox();
         }

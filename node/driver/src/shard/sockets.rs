@@ -251,8 +251,7 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
     pub(super) fn read_socket(&mut self, slot: u32, index: usize) {
         self.switch_tx(slot);
         let generation = self.slot_generation(slot);
-        let started = self.now;
-        let mut first = true;
+        let mut started = None;
         let high_water = (self.tx.max_datagrams() / 2).max(1);
         let mut taken = 0;
         let Some(live) = self.slots.get_mut(slot as usize).and_then(|s| s.live.as_mut()) else {
@@ -274,11 +273,13 @@ impl<E: Endpoint, B: Backend> Shard<E, B> {
                 break;
             }
             // One clock read per batch: every datagram of it arrived "now" (the turn's
-            // wake-up time serves the first).
-            if !std::mem::take(&mut first) {
+            // wake-up read serves the turn's first batch, on whichever socket).
+            if self.batches > 0 {
                 self.now = self.clock.now();
             }
+            self.batches += 1;
             let now = self.now;
+            let started = *started.get_or_insert(now);
             self.stats.recv_truncated += self.rx.truncated() as u64;
             for d in self.rx.datagrams() {
                 if self.tx.len() >= high_water {
