@@ -132,7 +132,8 @@ impl Udx {
         self.streams.get_mut(&id).ok_or(UdxError::UnknownStream(id))
     }
 
-    /// Stream `id`, if the application may still write to it: not relaying, not ended.
+    /// Stream `id`, if the application may still write to it or end it: not relaying,
+    /// not ended.
     fn writable_stream(&mut self, now: Timestamp, id: u32) -> Result<&mut Stream, UdxError> {
         self.touch(now);
         let s = self.get(id)?;
@@ -432,14 +433,7 @@ impl Udx {
 
     /// Half-closes after the queued data (END on the last packet, or an empty END).
     pub fn end(&mut self, now: Timestamp, id: u32, tx: &mut TxQueue) -> Result<(), UdxError> {
-        self.touch(now);
-        let s = self.get(id)?;
-        if s.relay_to.is_some() {
-            return Err(UdxError::Relaying(id));
-        }
-        if s.send.end_requested {
-            return Err(UdxError::Ended(id));
-        }
+        let s = self.writable_stream(now, id)?;
         s.send.end_requested = true;
         self.after(now.as_nanos(), id, tx, |s, now, tx, ev| {
             s.flush(now, tx);
