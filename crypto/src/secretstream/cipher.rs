@@ -484,16 +484,19 @@ mod tests {
         Ok((tag, buf[room + 1..buf.len() - 16].to_vec()))
     }
 
+    /// Plaintext lengths around both AEAD-compatible residues (0 and 8 mod 16) and others.
+    const ROOM_TEST_LENS: [usize; 15] =
+        [0, 1, 8, 15, 16, 24, 40, 63, 64, 65, 72, 1000, 1008, 65_536, 65_544];
+
     #[test]
     fn pull_with_room_matches_pull_for_every_length_and_tag() {
         // Lengths around both AEAD-compatible residues (0 and 8 mod 16) and others, with
         // room for the one-pass path, too little room, and a rekey in the sequence.
-        let lens = [0usize, 1, 8, 15, 16, 24, 40, 63, 64, 65, 72, 1000, 1008, 65_536, 65_544];
         for room in [0usize, 62, 63, 200] {
             let mut push = PushStream::new(&[5; 32], &[6; 24]);
             let mut want_pull = PullStream::new(&[5; 32], &[6; 24]);
             let mut pull = PullStream::new(&[5; 32], &[6; 24]);
-            for (i, &len) in lens.iter().enumerate() {
+            for (i, &len) in ROOM_TEST_LENS.iter().enumerate() {
                 let m: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
                 let tag = if i == 7 { TAG_REKEY } else { TAG_MESSAGE };
                 let mut ct = Vec::new();
@@ -531,11 +534,10 @@ mod tests {
 
     #[test]
     fn push_to_with_room_matches_push_for_every_length_and_tag() {
-        let lens = [0usize, 1, 8, 15, 16, 24, 40, 63, 64, 65, 72, 1000, 1008, 65_536, 65_544];
         for room in [0usize, 62, 63, 200] {
             let mut a = PushStream::new(&[7; 32], &[8; 24]);
             let mut b = PushStream::new(&[7; 32], &[8; 24]);
-            for (i, &len) in lens.iter().enumerate() {
+            for (i, &len) in ROOM_TEST_LENS.iter().enumerate() {
                 let m: Vec<u8> = (0..len).map(|j| (i * 17 + j) as u8).collect();
                 let tag = if i == 5 { TAG_REKEY } else { TAG_MESSAGE };
                 let mut want = Vec::new();
