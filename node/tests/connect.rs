@@ -252,3 +252,57 @@ fn c6_a_reader_that_stalls_closes_the_window_and_reopens_it() {
     assert!(start.elapsed() < Duration::from_secs(20), "stalled: {:?}", start.elapsed());
     eprintln!("24 MiB with a stalling reader in {:?}", start.elapsed());
 }
+
+#[test]
+fn c7_buffered_reads_lend_the_plaintext_in_place() {
+    // `BufRead` / `AsyncBufRead` hand out the decrypted bytes where they were decrypted:
+    // lines split across messages, messages split across fills, a big transfer read
+    // only through fill/consume, and EOF as an empty fill.
+    use futures_io::AsyncBufRead;
+    use std::io::BufRead;
+    use std::pin::Pin;
+    let net = network(27_390);
+    let kp = KeyPair::from_seed(&[33; 32]);
+    let mut server = net.server.listen(&kp).wait().unwrap();
+    let total = 3 << 20;
+    let accept = std::thread::spawn(move || {
+        let mut s = server.accept_blocking().expect("a connection");
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut line = String::new();
+            s.read_line(&mut line).unwrap();
+            lines.push(line);
+        }
+        // The rest through the async form, consuming in uneven bites.
+        let mut got = Vec::with_capacity(total);
+        let mut bite = 1;
+        loop {
+            let n = futures_executor::block_on(std::future::poll_fn(|cx| {
+                Pin::new(&mut s).poll_fill_buf(cx).map_ok(|buf| {
+                    let n = buf.len().min(bite);
+                    got.extend_from_slice(&buf[..n]);
+                    n
+                })
+            }))
+            .unwrap();
+            if n == 0 {
+                break;
+            }
+            Pin::new(&mut s).consume(n);
+            bite = bite * 7 % 100_003 + 1;
+        }
+        (server, lines, got)
+    });
+    let mut stream = net.client.connect(*kp.public_key().as_bytes()).wait().unwrap();
+    // One line in two messages, then two lines in one.
+    stream.write_all(b"first ").unwrap();
+    stream.write_all(b"line\n").unwrap();
+    stream.write_all(b"second\nthird\n").unwrap();
+    let data = pattern(total);
+    stream.write_all(&data).unwrap();
+    stream.close_blocking().unwrap();
+    let (_server, lines, got) = accept.join().unwrap();
+    assert_eq!(lines, ["first line\n", "second\n", "third\n"]);
+    assert_eq!(got.len(), data.len(), "every byte arrived");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data), "intact and in order");
+}

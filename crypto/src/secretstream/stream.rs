@@ -275,25 +275,43 @@ impl SecretStream {
     pub fn read_plaintext(&mut self, out: &mut [u8]) -> Result<usize, StreamError> {
         let mut n = 0;
         while n < out.len() {
-            if self.unread.is_empty() {
-                match self.poll_inner() {
-                    Ok(Some(range)) => self.unread = range,
-                    Ok(None) => break,
-                    Err(e) => {
-                        self.rx = Rx::Failed;
-                        self.unread = 0..0;
-                        return if n > 0 { Ok(n) } else { Err(e) };
-                    }
-                }
-                continue;
+            let avail = match self.fill_plaintext() {
+                Ok(avail) => avail,
+                Err(e) => return if n > 0 { Ok(n) } else { Err(e) },
+            };
+            if avail.is_empty() {
+                break;
             }
-            let take = self.unread.len().min(out.len() - n);
-            let from = self.unread.start..self.unread.start + take;
-            out[n..n + take].copy_from_slice(self.decoder.range(from));
-            self.unread.start += take;
+            let take = avail.len().min(out.len() - n);
+            out[n..n + take].copy_from_slice(&avail[..take]);
+            self.consume_plaintext(take);
             n += take;
         }
         Ok(n)
+    }
+
+    /// The decrypted plaintext not consumed yet, in place in the receive buffer (no copy:
+    /// the `BufRead` way to read), decrypting the next buffered frame when none is left
+    /// (keepalives are skipped). Empty when no complete frame is buffered. Mark what was
+    /// used with [`SecretStream::consume_plaintext`]. An error destroys the stream.
+    pub fn fill_plaintext(&mut self) -> Result<&[u8], StreamError> {
+        while self.unread.is_empty() {
+            match self.poll_inner() {
+                Ok(Some(range)) => self.unread = range,
+                Ok(None) => break,
+                Err(e) => {
+                    self.rx = Rx::Failed;
+                    self.unread = 0..0;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.decoder.range(self.unread.clone()))
+    }
+
+    /// Marks `n` bytes of [`SecretStream::fill_plaintext`]'s slice as read (clamped to it).
+    pub fn consume_plaintext(&mut self, n: usize) {
+        self.unread.start += n.min(self.unread.len());
     }
 
     /// Whether the peer's header frame has been received and checked.
@@ -494,6 +512,35 @@ mod tests {
             }
             prop_assert_eq!(got, msgs);
         }
+    }
+
+    #[test]
+    fn fill_plaintext_lends_messages_in_place_and_skips_keepalives() {
+        let (mut a, mut b) = pair();
+        let mut wire = a.header_frame().to_vec();
+        a.encrypt_frame(b"hello", &mut wire).unwrap();
+        a.encrypt_frame(b"", &mut wire).unwrap();
+        a.encrypt_frame(b"world", &mut wire).unwrap();
+        // Nothing buffered yet: an empty slice, not an error.
+        assert_eq!(b.fill_plaintext(), Ok(&[][..]));
+        b.handle_data(&wire).unwrap();
+        assert_eq!(b.fill_plaintext(), Ok(&b"hello"[..]));
+        // Filling again without consuming lends the same bytes.
+        assert_eq!(b.fill_plaintext(), Ok(&b"hello"[..]));
+        b.consume_plaintext(2);
+        assert_eq!(b.fill_plaintext(), Ok(&b"llo"[..]));
+        // Consuming more than is lent stops at the message's end; the keepalive vanishes.
+        b.consume_plaintext(100);
+        assert_eq!(b.fill_plaintext(), Ok(&b"world"[..]));
+        b.consume_plaintext(5);
+        assert_eq!(b.fill_plaintext(), Ok(&[][..]));
+        // A forged frame destroys the stream.
+        let mut bad = Vec::new();
+        a.encrypt_frame(b"x", &mut bad).unwrap();
+        bad[4] ^= 1;
+        b.handle_data(&bad).unwrap();
+        assert_eq!(b.fill_plaintext(), Err(StreamError::Decrypt));
+        assert_eq!(b.fill_plaintext(), Err(StreamError::Destroyed));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! protocol (see the parent module) on every connection, one application thread per
 //! connection (the secret-stream decryption runs there, as in any blocking tern app).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,9 +12,6 @@ use anyhow::Context;
 use tern::{Dht, KeyPair, SecureStream, Server};
 
 use super::{HEADER_CRC32, Report, parse_key, start_node};
-
-/// Read buffer per connection: a few secret-stream messages per call.
-const READ_BUFFER: usize = 256 * 1024;
 
 /// Arguments of `tern-loadgen serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -74,18 +71,20 @@ fn accept_loop(mut server: Server, max: usize) {
     }
 }
 
-/// One connection: read the header and the payload to EOF, answer with the report.
+/// One connection: read the header and the payload to EOF, answer with the report. The
+/// payload is read in place (`BufRead`: no copy out of the decryption buffer), as an
+/// application that parses or hashes what it receives would.
 fn sink(mut stream: SecureStream) -> std::io::Result<Report> {
-    let mut buf = vec![0u8; READ_BUFFER];
     let mut header = None;
     let mut bytes = 0u64;
     let mut crc = crc32fast::Hasher::new();
     loop {
-        let n = stream.read(&mut buf)?;
+        let buf = stream.fill_buf()?;
+        let n = buf.len();
         if n == 0 {
             break;
         }
-        let mut data = &buf[..n];
+        let mut data = buf;
         if header.is_none() {
             header = Some(data[0]);
             data = &data[1..];
@@ -94,6 +93,7 @@ fn sink(mut stream: SecureStream) -> std::io::Result<Report> {
         if header == Some(HEADER_CRC32) {
             crc.update(data);
         }
+        stream.consume(n);
     }
     let crc = if header == Some(HEADER_CRC32) { crc.finalize() } else { 0 };
     let report = Report { bytes, crc };

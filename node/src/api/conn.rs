@@ -87,7 +87,8 @@ impl Streams {
         let stream =
             SecureStream::new(pipe.clone(), me.clone(), conn.stream, conn.handshake, header);
         // Received bytes go straight into the pipe from now on (earlier ones are read).
-        let _ = node.connections().udx().set_sink(conn.stream, Box::new(PipeSink(pipe.clone())));
+        let _ =
+            node.connections().udx().set_sink(conn.stream, Box::new(PipeSink::new(pipe.clone())));
         self.pipes.insert(conn.stream, pipe);
         let delivered = match conn.origin {
             Origin::Client(op) => match routes.remove(&op) {
@@ -156,6 +157,10 @@ impl Streams {
     pub(crate) fn pump(&mut self, node: &mut Node, now: Timestamp, id: u32, tx: &mut TxQueue) {
         let Some(pipe) = self.pipes.get(&id).cloned() else { return };
         let udx = node.connections().udx();
+        // Bytes the sink staged move into the pipe if the reader took what was there
+        // (the sink takes the pipe's lock itself: before ours).
+        udx.flush_sink(id);
+        let staged = pipe.staged_len() > 0;
         let mut s = pipe.lock();
         s.pump_queued = false;
         if s.destroy_requested {
@@ -225,8 +230,14 @@ impl Streams {
         // Inbound: as much as the pipe has room for (the rest waits in UDX, whose
         // window then closes on the sender), read straight into the pipe's buffer. A
         // dropped handle's bytes go through the scratch buffer and are discarded.
+        // Bytes UDX holds come after those the sink staged, so not before those are in;
+        // a read of nothing still re-arms `Readable` and sends the window update the
+        // reader's room made due.
         let mut got = false;
-        loop {
+        if staged && !s.dropped {
+            let _ = udx.read(id, &mut []);
+        }
+        while !staged || s.dropped {
             let n = if s.dropped {
                 udx.read(id, &mut self.scratch).unwrap_or(0)
             } else {
@@ -245,7 +256,7 @@ impl Streams {
         if !s.dropped && udx.readable(id) == 0 {
             s.spilled = false;
         }
-        if !s.read_ended && udx.is_read_ended(id) {
+        if !s.read_ended && !staged && udx.is_read_ended(id) {
             s.read_ended = true;
             got = true;
         }

@@ -414,11 +414,19 @@ impl Udx {
 
     /// Sends stream `id`'s in-order bytes to `sink` as they arrive, from now on (bytes
     /// already buffered, and any the sink refuses, are read with [`Udx::read`] first).
-    /// `Readable` is raised for bytes the sink took as for buffered ones; a read (even
-    /// of nothing) re-arms it.
+    /// At the end of each batch of datagrams that brought it bytes the sink is flushed
+    /// and `Readable` raised, as for buffered bytes; a read (even of nothing) re-arms it.
     pub fn set_sink(&mut self, id: u32, sink: Box<dyn RecvSink>) -> Result<(), UdxError> {
         self.get(id)?.recv.set_sink(sink);
         Ok(())
+    }
+
+    /// Flushes stream `id`'s sink now ([`RecvSink::flush`]), e.g. when its reader made
+    /// room for what the sink still holds.
+    pub fn flush_sink(&mut self, id: u32) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.recv.flush_sink();
+        }
     }
 
     /// In-order received bytes waiting to be read (0 for an unknown stream).
@@ -548,8 +556,9 @@ impl Udx {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.in_pending = false;
             }
-            self.after(now, id, tx, |s, now, tx, _| {
+            self.after(now, id, tx, |s, now, tx, ev| {
                 s.flush(now, tx);
+                s.end_batch(ev);
                 None
             });
         }

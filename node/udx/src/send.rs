@@ -155,6 +155,12 @@ pub(crate) struct Send {
     pub bytes_sent: u64,
     /// Packets retransmitted.
     pub retransmits: u64,
+    /// The valid SACK ranges of the last ACK, sorted: every packet in them is marked
+    /// sacked, so the next ACK (which repeats them, usually extended) only walks what is
+    /// new, and the RACK scan jumps over them. Without it, each ACK during a recovery
+    /// walked every packet of the window twice (one stream at ~600 MB/s on loopback
+    /// spent 3 % of its CPU there after a few socket-buffer drops).
+    sack_applied: Vec<(u32, u32)>,
 }
 
 impl Send {
@@ -203,6 +209,7 @@ impl Send {
             change_seq: None,
             bytes_sent: 0,
             retransmits: 0,
+            sack_applied: Vec::new(),
         }
     }
 
@@ -304,6 +311,9 @@ impl Send {
         }
         let keep_from = self.pkts.front().map_or(self.unsent, |p| p.off);
         self.buf.release_to(keep_from);
+        let applied = self.applied_indices();
+        let mut valid = std::mem::take(&mut self.sack_applied);
+        valid.clear();
         for r in sacks {
             if !(seq_le(self.base, r.start)
                 && seq_lt(r.start, r.end)
@@ -313,16 +323,29 @@ impl Send {
             }
             let from = seq_diff(r.start, self.base) as usize;
             let to = (seq_diff(r.end, self.base) as usize).min(self.pkts.len());
-            for i in from..to {
-                let p = self.pkts[i];
-                if !p.sacked {
-                    self.pkts[i].sacked = true;
-                    self.pkts[i].in_flight = false;
-                    self.sacked += 1;
-                    self.delivered_one(&p, self.base.wrapping_add(i as u32), now, &mut acc);
+            // Only the parts the last ACK's ranges did not cover can hold news.
+            let mut cur = from;
+            for &(af, at) in &applied {
+                if at <= cur {
+                    continue;
+                }
+                if af >= to {
+                    break;
+                }
+                self.mark_sacked(cur..af.max(cur), now, &mut acc);
+                cur = at;
+                if cur >= to {
+                    break;
                 }
             }
+            self.mark_sacked(cur..to, now, &mut acc);
+            if valid.len() < crate::packet::UDX_MAX_SACK_BLOCKS {
+                valid.push((r.start, r.end));
+            }
         }
+        // Ranges overlapping or out of order (a peer's whim) only cost the walk again.
+        valid.sort_unstable_by_key(|&(start, _)| seq_diff(start, self.base));
+        self.sack_applied = valid;
         if acc.acked > 0 {
             self.delivered_time = now;
             if self.app_limited != 0 && self.delivered > self.app_limited {
@@ -407,25 +430,76 @@ impl Send {
         }
     }
 
+    /// Marks packets `range` (indices) sacked, counting the newly delivered ones.
+    fn mark_sacked(&mut self, range: std::ops::Range<usize>, now: u64, acc: &mut Acc) {
+        for i in range {
+            let p = self.pkts[i];
+            if !p.sacked {
+                self.pkts[i].sacked = true;
+                self.pkts[i].in_flight = false;
+                self.sacked += 1;
+                self.delivered_one(&p, self.base.wrapping_add(i as u32), now, acc);
+            }
+        }
+    }
+
+    /// The last ACK's SACK ranges as packet indices, clipped to what is still held.
+    fn applied_indices(&self) -> Vec<(usize, usize)> {
+        let n = self.pkts.len();
+        let index = |seq: u32| (seq_diff(seq, self.base).max(0) as usize).min(n);
+        self.sack_applied
+            .iter()
+            .map(|&(a, b)| (index(a), index(b)))
+            .filter(|(a, b)| a < b)
+            .collect()
+    }
+
+    /// Whether packet `i` (sequence `seq`) was sent after the most recently delivered one:
+    /// RACK cannot judge it yet.
+    fn after_rack(&self, p: &Pkt, seq: u32) -> bool {
+        p.sent > self.rack_xmit || (p.sent == self.rack_xmit && !seq_lt(seq, self.rack_seq))
+    }
+
     /// RACK: marks packets sent before the most recently delivered one as lost once
     /// `rack_rtt + reo_wnd` has passed; arms the reorder timer for the rest.
+    ///
+    /// Bounded by the holes, not the window: the scan jumps over the ranges the last
+    /// ACK sacked, and stops at the first packet never retransmitted that was sent
+    /// after the most recently delivered one: first transmissions go out in sequence
+    /// order and a retransmission only makes a packet's send time later, so every
+    /// packet behind it was sent later still.
     fn detect_losses(&mut self, now: u64) -> u32 {
         let reo = self.reo_wnd();
         self.rack_at = NEVER;
         let mut losses = 0;
-        for i in 0..self.pkts.len() {
-            let p = self.pkts[i];
-            if p.sacked || p.lost {
-                continue;
+        let sacked = self.applied_indices();
+        let mut next_range = sacked.iter().peekable();
+        let mut i = 0;
+        while i < self.pkts.len() {
+            if let Some(&&(from, to)) = next_range.peek() {
+                if to <= i {
+                    next_range.next();
+                    continue;
+                }
+                if from <= i {
+                    i = to;
+                    next_range.next();
+                    continue;
+                }
             }
+            let p = self.pkts[i];
             let seq = self.base.wrapping_add(i as u32);
-            if p.sent > self.rack_xmit || (p.sent == self.rack_xmit && !seq_lt(seq, self.rack_seq))
-            {
+            i += 1;
+            let after = self.after_rack(&p, seq);
+            if after && !p.retransmitted {
+                break;
+            }
+            if p.sacked || p.lost || after {
                 continue;
             }
             let deadline = p.sent + self.rack_rtt + reo;
             if now >= deadline {
-                if self.mark_lost(i) {
+                if self.mark_lost(i - 1) {
                     losses += 1;
                 }
             } else {
@@ -711,6 +785,7 @@ impl Send {
 
     /// Called after a change of remote: probing waits until the old path drained.
     pub(crate) fn on_change_remote(&mut self) {
+        self.sack_applied.clear();
         self.mtu.restart();
         self.change_seq = Some(self.next_seq);
     }

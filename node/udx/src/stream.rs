@@ -40,6 +40,9 @@ pub(crate) struct Stream {
     pub need_ack: bool,
     /// The next in-order data raises `Readable`.
     readable_armed: bool,
+    /// The sink took bytes in this batch of datagrams: flush it and raise `Readable`
+    /// at the end of the batch ([`Stream::end_batch`]).
+    sink_owed: bool,
     /// A short write happened: raise `Writable` when room returns.
     pub writable_wanted: bool,
     read_ended_sent: bool,
@@ -65,6 +68,7 @@ impl Stream {
             send: Send::new(cfg.send_buffer, cfg.base_mtu, cfg.max_mtu),
             need_ack: false,
             readable_armed: true,
+            sink_owed: false,
             writable_wanted: false,
             read_ended_sent: false,
             last_adv_rwnd: 0,
@@ -183,13 +187,14 @@ impl Stream {
         let mut answer = false;
         if t & (UDX_DATA | UDX_END) != 0 {
             answer = true;
-            // Bytes a sink took count as readable: the reader learns of them the same way.
-            if self.recv.accept(h.seq, t, payload) == Accept::Advanced
-                && self.readable_armed
-                && (self.recv.take_sunk() || self.recv.readable() > 0)
-            {
-                self.readable_armed = false;
-                ev.push(UdxEvent::Readable { id: self.id });
+            // Bytes a sink took are announced at the end of the batch (`end_batch`: one
+            // flush and one event for all the batch's packets); bytes buffered here at once.
+            if self.recv.accept(h.seq, t, payload) == Accept::Advanced {
+                self.sink_owed |= self.recv.take_sunk();
+                if self.readable_armed && self.recv.readable() > 0 {
+                    self.readable_armed = false;
+                    ev.push(UdxEvent::Readable { id: self.id });
+                }
             }
         }
         if t & UDX_DESTROY != 0 && seq_le(self.recv.ack, h.seq) {
@@ -212,7 +217,9 @@ impl Stream {
         }
         self.check_writable(ev);
         if let Some(r) = self.check_end(ev) {
-            // The stream closes: answer now, the engine forgets it after this.
+            // The stream closes: answer now (and let the sink hand on what it took), the
+            // engine forgets it after this.
+            self.end_batch(ev);
             if self.need_ack {
                 self.send_ack(tx);
             }
@@ -226,6 +233,19 @@ impl Stream {
         if self.writable_wanted && self.send.buffered() <= self.send_cap / 2 {
             self.writable_wanted = false;
             ev.push(UdxEvent::Writable { id: self.id });
+        }
+    }
+
+    /// The end of a batch of datagrams (the engine's pending output runs then): bytes a
+    /// sink took in it are flushed and announced. Every DATA packet owes an ACK, so a
+    /// stream that took any is in the engine's pending queue and gets this call.
+    pub(crate) fn end_batch(&mut self, ev: &mut Events) {
+        if std::mem::take(&mut self.sink_owed) {
+            self.recv.flush_sink();
+            if self.readable_armed {
+                self.readable_armed = false;
+                ev.push(UdxEvent::Readable { id: self.id });
+            }
         }
     }
 

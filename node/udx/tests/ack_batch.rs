@@ -118,3 +118,54 @@ fn transfers_need_far_fewer_acks_and_still_recover_from_loss() {
         assert!(acks * ratio < data, "loss {loss}: {acks} ACKs for {data} DATA packets");
     }
 }
+
+/// A sink that records what it was given and how often it was flushed.
+#[derive(Debug, Default)]
+struct CountingSink {
+    got: std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>,
+}
+
+impl tern_udx::RecvSink for CountingSink {
+    fn deliver(&mut self, data: &[u8]) -> bool {
+        self.got.lock().unwrap().0.extend_from_slice(data);
+        true
+    }
+
+    fn flush(&mut self) {
+        self.got.lock().unwrap().1 += 1;
+    }
+
+    fn buffered(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn a_sink_is_flushed_and_readable_raised_once_per_batch() {
+    let (_a, mut b, flight) = pair_with_flight(10_000);
+    let n = flight.len();
+    let sink = CountingSink::default();
+    let got = sink.got.clone();
+    b.set_sink(2, Box::new(sink)).unwrap();
+    let readable = |u: &mut Udx| {
+        std::iter::from_fn(|| u.poll_event())
+            .filter(|e| matches!(e, tern_udx::UdxEvent::Readable { .. }))
+            .count()
+    };
+    // Packet by packet the sink takes the bytes, but hears of the batch's end only once.
+    let now = Timestamp::from_millis(2);
+    let mut tx = TxQueue::new(1024);
+    for d in &flight {
+        assert!(b.handle_datagram(now, SocketId::SERVER, A, d, &mut tx));
+    }
+    assert_eq!(got.lock().unwrap().1, 0, "no flush while the batch is being read");
+    assert_eq!(readable(&mut b), 0, "no Readable while the batch is being read");
+    assert!(b.poll_timeout() <= now);
+    b.handle_timeout(now, &mut tx);
+    assert_eq!(got.lock().unwrap().1, 1, "one flush for {n} packets");
+    assert_eq!(readable(&mut b), 1, "one Readable for {n} packets");
+    assert_eq!(got.lock().unwrap().0, vec![7u8; 10_000], "every byte, in order");
+    // An explicit flush reaches the sink too.
+    b.flush_sink(2);
+    assert_eq!(got.lock().unwrap().1, 2);
+}
