@@ -161,6 +161,8 @@ pub(crate) struct Send {
     /// walked every packet of the window twice (one stream at ~600 MB/s on loopback
     /// spent 3 % of its CPU there after a few socket-buffer drops).
     sack_applied: Vec<(u32, u32)>,
+    /// Reused buffer of `Send::applied_indices`.
+    sack_scratch: Vec<(usize, usize)>,
 }
 
 impl Send {
@@ -210,6 +212,7 @@ impl Send {
             bytes_sent: 0,
             retransmits: 0,
             sack_applied: Vec::new(),
+            sack_scratch: Vec::new(),
         }
     }
 
@@ -292,6 +295,13 @@ impl Send {
                 self.zwp_at = NEVER;
             }
         }
+        let mut sacks = sacks.peekable();
+        if ack == self.base && self.sacked == 0 && sacks.peek().is_none() {
+            // Nothing delivered and no loss to look for: every DATA packet of a one-way
+            // transfer lands here on the receiving side, so it must stay cheap.
+            self.check_progress();
+            return AckOutcome::default();
+        }
         let mut acc = Acc::default();
         while seq_lt(self.base, ack) {
             let Some(p) = self.pkts.pop_front() else {
@@ -346,6 +356,7 @@ impl Send {
         // Ranges overlapping or out of order (a peer's whim) only cost the walk again.
         valid.sort_unstable_by_key(|&(start, _)| seq_diff(start, self.base));
         self.sack_applied = valid;
+        self.sack_scratch = applied;
         if acc.acked > 0 {
             self.delivered_time = now;
             if self.app_limited != 0 && self.delivered > self.app_limited {
@@ -360,13 +371,7 @@ impl Send {
                 self.bbr.on_first_rtt(self.mtu.max_payload(), self.rtt.srtt);
             }
         }
-        if self.change_seq.is_some_and(|c| seq_le(c, self.base)) {
-            self.change_seq = None;
-        }
-        if self.recovery != RecoveryState::Open && seq_le(self.high_seq, self.base) {
-            self.recovery = RecoveryState::Open;
-            self.bbr.on_exit_recovery();
-        }
+        self.check_progress();
         let losses = if self.sacked > 0 { self.detect_losses(now) } else { 0 };
         let interval = acc.send_elapsed.max(now.saturating_sub(acc.prior_time));
         let bw =
@@ -430,6 +435,18 @@ impl Send {
         }
     }
 
+    /// Ends what everything sent before a mark being acknowledged ends: the wait after
+    /// a change of remote, and a recovery episode.
+    fn check_progress(&mut self) {
+        if self.change_seq.is_some_and(|c| seq_le(c, self.base)) {
+            self.change_seq = None;
+        }
+        if self.recovery != RecoveryState::Open && seq_le(self.high_seq, self.base) {
+            self.recovery = RecoveryState::Open;
+            self.bbr.on_exit_recovery();
+        }
+    }
+
     /// Marks packets `range` (indices) sacked, counting the newly delivered ones.
     fn mark_sacked(&mut self, range: std::ops::Range<usize>, now: u64, acc: &mut Acc) {
         for i in range {
@@ -443,15 +460,18 @@ impl Send {
         }
     }
 
-    /// The last ACK's SACK ranges as packet indices, clipped to what is still held.
-    fn applied_indices(&self) -> Vec<(usize, usize)> {
+    /// The last ACK's SACK ranges as packet indices, clipped to what is still held, in
+    /// a reused buffer (give it back with `self.sack_scratch = ...` when done).
+    fn applied_indices(&mut self) -> Vec<(usize, usize)> {
         let n = self.pkts.len();
-        let index = |seq: u32| (seq_diff(seq, self.base).max(0) as usize).min(n);
-        self.sack_applied
-            .iter()
-            .map(|&(a, b)| (index(a), index(b)))
-            .filter(|(a, b)| a < b)
-            .collect()
+        let base = self.base;
+        let index = |seq: u32| (seq_diff(seq, base).max(0) as usize).min(n);
+        let mut out = std::mem::take(&mut self.sack_scratch);
+        out.clear();
+        out.extend(
+            self.sack_applied.iter().map(|&(a, b)| (index(a), index(b))).filter(|(a, b)| a < b),
+        );
+        out
     }
 
     /// Whether packet `i` (sequence `seq`) was sent after the most recently delivered one:
@@ -506,6 +526,7 @@ impl Send {
                 self.rack_at = self.rack_at.min(deadline);
             }
         }
+        self.sack_scratch = sacked;
         if losses > 0 && self.recovery == RecoveryState::Open {
             self.recovery = RecoveryState::Fast;
             self.high_seq = self.next_seq;
