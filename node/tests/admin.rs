@@ -148,12 +148,17 @@ fn health_metrics_and_json_logs() {
         "tern_holepunches_total",
         "tern_holepunch_probes_total",
         "tern_handshakes_refused_total",
+        "tern_udx_bytes_total",
+        "tern_udx_retransmits_total",
+        "tern_udx_loss_events_total",
+        "tern_udx_flow_control_total",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing:\n{metrics}");
     }
     assert!(metrics.contains("tern_nodes 4"), "{metrics}");
     assert!(metrics.contains("command=\"find_node\""), "{metrics}");
     assert!(metrics.contains("reason=\"decode_error\""), "{metrics}");
+    assert!(metrics.contains("kind=\"rto\""), "{metrics}");
     let cpu = metrics
         .lines()
         .find(|l| l.starts_with("tern_shard_cpu_seconds_total{"))

@@ -17,8 +17,8 @@ use anyhow::{Context, bail};
 use tern::{Dht, SecureStream};
 
 use super::{
-    BLOCK, CHUNK, ConnectOutput, HEADER_COUNT, REPORT_BYTES, Report, StreamOutput, Verify,
-    cpu_seconds, expected_crc, parse_key, pattern_block, server, start_node,
+    BLOCK, CHUNK, ConnectOutput, HEADER_COUNT, REPORT_BYTES, Report, StreamOutput, UdxCounters,
+    Verify, cpu_seconds, expected_crc, parse_key, pattern_block, server, start_node,
 };
 
 /// Where the client connects: an external server, or one started in this process.
@@ -264,6 +264,7 @@ pub fn stream(args: &StreamArgs) -> anyhow::Result<StreamOutput> {
             let _ = tx.send(r.map(|rep| (rep, Instant::now())));
         });
     }
+    let udx_before = udx_totals(&s.client);
     let cpu = cpu_seconds();
     barrier.wait();
     let start = Instant::now();
@@ -282,6 +283,11 @@ pub fn stream(args: &StreamArgs) -> anyhow::Result<StreamOutput> {
         }
     }
     let seconds = last.duration_since(start).as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu;
+    let udx = UdxCounters::since(&udx_totals(&s.client), &udx_before);
+    if udx.rto_timeouts > 0 {
+        tracing::info!(?udx, seconds, "retransmission timeouts during the transfer");
+    }
     Ok(StreamOutput {
         op: "stream",
         implementation: "tern",
@@ -296,6 +302,12 @@ pub fn stream(args: &StreamArgs) -> anyhow::Result<StreamOutput> {
         },
         stream_mb_per_s: good,
         seconds,
-        cpu_s: cpu_seconds() - cpu,
+        cpu_s,
+        udx,
     })
+}
+
+/// The node's UDX counters (zero if it cannot answer: they only annotate the result).
+fn udx_totals(dht: &Dht) -> tern::UdxTotals {
+    dht.stats().wait().map(|s| s.conn.udx).unwrap_or_default()
 }

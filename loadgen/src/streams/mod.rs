@@ -197,6 +197,32 @@ pub struct StreamOutput {
     pub seconds: f64,
     /// CPU seconds this client used during the transfer.
     pub cpu_s: f64,
+    /// The client node's UDX counters over the transfer (it sends: its retransmission
+    /// timeouts are the stalls a slow run may show).
+    pub udx: UdxCounters,
+}
+
+/// UDX loss and flow-control counters of the sending node, as `StreamOutput` reports.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct UdxCounters {
+    pub retransmits: u64,
+    pub rto_timeouts: u64,
+    pub tail_loss_probes: u64,
+    pub fast_recoveries: u64,
+    pub zero_window_probes: u64,
+}
+
+impl UdxCounters {
+    /// The counters of `now` less those of `before`.
+    pub fn since(now: &tern::UdxTotals, before: &tern::UdxTotals) -> Self {
+        Self {
+            retransmits: now.retransmits - before.retransmits,
+            rto_timeouts: now.rto_timeouts - before.rto_timeouts,
+            tail_loss_probes: now.tail_loss_probes - before.tail_loss_probes,
+            fast_recoveries: now.fast_recoveries - before.fast_recoveries,
+            zero_window_probes: now.zero_window_probes - before.zero_window_probes,
+        }
+    }
 }
 
 #[cfg(test)]

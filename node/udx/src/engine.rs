@@ -25,7 +25,7 @@ use crate::recv::RecvSink;
 use crate::rtt::MS;
 use crate::send::NEVER;
 use crate::stream::{Remote, Stream};
-use crate::{CloseReason, StreamStats, UdxConfig, UdxError, UdxEvent};
+use crate::{CloseReason, StreamStats, UdxConfig, UdxError, UdxEvent, UdxTotals};
 
 /// Most MESSAGE events queued and not yet polled: messages are unreliable, so a flood
 /// beyond this is dropped rather than buffered.
@@ -90,6 +90,22 @@ pub struct Udx {
     /// DESTROY packets that did not fit into the transmit queue.
     pending_raw: VecDeque<(SocketId, SocketAddrV4, [u8; UDX_HEADER_LEN])>,
     last_now: u64,
+    /// Counters of the streams that closed ([`Udx::totals`]).
+    closed_totals: UdxTotals,
+}
+
+/// One stream's counters, as summed into [`UdxTotals`].
+fn counters(s: &Stream) -> UdxTotals {
+    UdxTotals {
+        bytes_sent: s.send.bytes_sent,
+        bytes_received: s.recv.bytes_received,
+        retransmits: s.send.retransmits,
+        rto_timeouts: s.send.rto_timeouts,
+        tail_loss_probes: s.send.tail_loss_probes,
+        fast_recoveries: s.send.fast_recoveries,
+        zero_window_probes: s.zero_window_probes,
+        packets_refused: s.packets_refused,
+    }
 }
 
 impl Udx {
@@ -107,6 +123,7 @@ impl Udx {
             pending: VecDeque::new(),
             pending_raw: VecDeque::new(),
             last_now: 0,
+            closed_totals: UdxTotals::default(),
         }
     }
 
@@ -332,6 +349,7 @@ impl Udx {
 
     fn close(&mut self, id: u32, reason: CloseReason) {
         let Some(s) = self.streams.remove(&id) else { return };
+        self.closed_totals.accumulate(&counters(&s));
         if reason == CloseReason::Clean
             && let Some(remote) = s.remote
             && self.lingering.len() < self.cfg.max_streams
@@ -609,7 +627,22 @@ impl Udx {
             retransmits: s.send.retransmits,
             pacing_rate: (s.send.bbr.pacing_rate * 1e9) as u64,
             state: s.state(),
+            rto_timeouts: s.send.rto_timeouts,
+            tail_loss_probes: s.send.tail_loss_probes,
+            fast_recoveries: s.send.fast_recoveries,
+            zero_window_probes: s.zero_window_probes,
+            packets_refused: s.packets_refused,
         })
+    }
+
+    /// Transport counters over every stream this engine had: the closed ones' sums plus
+    /// the live ones' current values (a walk over the live streams).
+    pub fn totals(&self) -> UdxTotals {
+        let mut t = self.closed_totals;
+        for s in self.streams.values() {
+            t.accumulate(&counters(s));
+        }
+        t
     }
 
     /// True if a stream with this id is in the table.

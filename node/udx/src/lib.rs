@@ -193,4 +193,62 @@ pub struct StreamStats {
     pub pacing_rate: u64,
     /// Lifecycle state.
     pub state: StreamState,
+    /// Retransmission timeouts that fired with packets outstanding (each one a stall of
+    /// at least the RTO, one second or more).
+    pub rto_timeouts: u64,
+    /// Tail loss probes sent.
+    pub tail_loss_probes: u64,
+    /// Fast recoveries entered (losses RACK found from later deliveries).
+    pub fast_recoveries: u64,
+    /// Zero-window probes sent (the peer's receive window was closed).
+    pub zero_window_probes: u64,
+    /// DATA packets refused for lack of receive buffer or too far ahead.
+    pub packets_refused: u64,
+}
+
+/// Transport counters summed over an engine's streams, the live ones and every one that
+/// closed ([`Udx::totals`]): what an operator graphs to see loss, stalls and flow
+/// control at work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdxTotals {
+    /// Payload bytes sent (first transmissions only).
+    pub bytes_sent: u64,
+    /// Payload bytes received in order.
+    pub bytes_received: u64,
+    /// Packets retransmitted.
+    pub retransmits: u64,
+    /// See [`StreamStats::rto_timeouts`].
+    pub rto_timeouts: u64,
+    /// See [`StreamStats::tail_loss_probes`].
+    pub tail_loss_probes: u64,
+    /// See [`StreamStats::fast_recoveries`].
+    pub fast_recoveries: u64,
+    /// See [`StreamStats::zero_window_probes`].
+    pub zero_window_probes: u64,
+    /// See [`StreamStats::packets_refused`].
+    pub packets_refused: u64,
+}
+
+impl UdxTotals {
+    /// Adds `other`'s counters to these.
+    pub fn accumulate(&mut self, other: &UdxTotals) {
+        let UdxTotals {
+            bytes_sent,
+            bytes_received,
+            retransmits,
+            rto_timeouts,
+            tail_loss_probes,
+            fast_recoveries,
+            zero_window_probes,
+            packets_refused,
+        } = other;
+        self.bytes_sent += bytes_sent;
+        self.bytes_received += bytes_received;
+        self.retransmits += retransmits;
+        self.rto_timeouts += rto_timeouts;
+        self.tail_loss_probes += tail_loss_probes;
+        self.fast_recoveries += fast_recoveries;
+        self.zero_window_probes += zero_window_probes;
+        self.packets_refused += packets_refused;
+    }
 }

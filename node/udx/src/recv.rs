@@ -38,6 +38,9 @@ const MAX_OOO_DISTANCE: i32 = 65_536;
 /// Most out-of-order packets held, whatever their size: a hostile sender of empty
 /// far-ahead DATA packets could otherwise grow the map without growing the byte count.
 const MAX_OOO_PACKETS: usize = 16_384;
+/// The largest payload a packet carries (at the 1500-byte maximum MTU, less the IPv4,
+/// UDP and UDX headers).
+const MAX_PACKET_PAYLOAD: usize = 1500 - 48;
 /// Bookkeeping cost charged per held packet against the receive buffer, for the same
 /// reason (map node + Vec header).
 const OOO_ENTRY_COST: usize = 64;
@@ -124,9 +127,18 @@ impl Recv {
         self.buf.len() + self.sink.as_ref().map_or(0, |s| s.buffered())
     }
 
-    /// The receive window to advertise.
+    /// The receive window to advertise: 0 while less than one largest packet (and its
+    /// bookkeeping) fits, the receiver's half of silly-window avoidance (RFC 1122
+    /// 4.2.3.3). A window smaller than a packet invites a packet that is then refused
+    /// for lack of room; when nothing is sent after it, only the retransmission timeout
+    /// (a second at least) recovers it. A closed window instead makes the sender wait
+    /// for our window update, which a read that frees a quarter of the buffer sends.
     pub(crate) fn rwnd(&self) -> u32 {
         let free = self.cap.saturating_sub(self.used());
+        let least = (MAX_PACKET_PAYLOAD + OOO_ENTRY_COST).min(self.cap / 2);
+        if free < least {
+            return 0;
+        }
         u32::try_from(free).unwrap_or(u32::MAX).min(MAX_ADVERTISED_RWND)
     }
 
@@ -339,6 +351,25 @@ mod tests {
         fn buffered(&self) -> usize {
             self.got.lock().unwrap().len()
         }
+    }
+
+    #[test]
+    fn a_window_smaller_than_a_packet_is_advertised_closed() {
+        let mut r = Recv::new(10_000);
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 8_000]), Accept::Advanced);
+        assert_eq!(r.rwnd(), 2_000, "a whole packet still fits");
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 500]), Accept::Advanced);
+        assert_eq!(r.rwnd(), 0, "1500 bytes free: a full packet would be refused");
+        let mut out = [0u8; 600];
+        assert_eq!(r.read(&mut out), 600);
+        assert_eq!(r.rwnd(), 2_100);
+        // A tiny buffer still opens: the threshold is at most half of it.
+        let mut r = Recv::new(1_000);
+        assert_eq!(r.rwnd(), 1_000);
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 400]), Accept::Advanced);
+        assert_eq!(r.rwnd(), 600);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 200]), Accept::Advanced);
+        assert_eq!(r.rwnd(), 0);
     }
 
     #[test]

@@ -155,6 +155,12 @@ pub(crate) struct Send {
     pub bytes_sent: u64,
     /// Packets retransmitted.
     pub retransmits: u64,
+    /// RTOs fired with packets outstanding.
+    pub rto_timeouts: u64,
+    /// Tail loss probes sent.
+    pub tail_loss_probes: u64,
+    /// Fast recoveries entered.
+    pub fast_recoveries: u64,
     /// The valid SACK ranges of the last ACK, sorted: every packet in them is marked
     /// sacked, so the next ACK (which repeats them, usually extended) only walks what is
     /// new, and the RACK scan jumps over them. Without it, each ACK during a recovery
@@ -211,6 +217,9 @@ impl Send {
             change_seq: None,
             bytes_sent: 0,
             retransmits: 0,
+            rto_timeouts: 0,
+            tail_loss_probes: 0,
+            fast_recoveries: 0,
             sack_applied: Vec::new(),
             sack_scratch: Vec::new(),
         }
@@ -528,6 +537,7 @@ impl Send {
         }
         self.sack_scratch = sacked;
         if losses > 0 && self.recovery == RecoveryState::Open {
+            self.fast_recoveries += 1;
             self.recovery = RecoveryState::Fast;
             self.high_seq = self.next_seq;
             self.bbr.on_enter_recovery(self.inflight, self.delivered);
@@ -582,6 +592,7 @@ impl Send {
             self.rto_at = NEVER;
             return false;
         }
+        self.rto_timeouts += 1;
         let threshold = self.rack_rtt + self.reo_wnd();
         let mut oldest = true;
         for i in 0..self.pkts.len() {
@@ -621,10 +632,12 @@ impl Send {
         }
         self.tlp_allowed = false;
         if self.unsent < self.end_offset() && self.rwnd > 0 {
+            self.tail_loss_probes += 1;
             self.send_new(now, ctx, tx, false);
             return;
         }
         if let Some(i) = self.pkts.iter().rposition(|p| !p.sacked) {
+            self.tail_loss_probes += 1;
             self.pkts[i].retransmitted = true;
             self.pkts[i].sent = now;
             self.retransmits += 1;

@@ -55,6 +55,10 @@ pub(crate) struct Stream {
     pub heap_at: u64,
     /// Listed in the engine's pending-output queue.
     pub in_pending: bool,
+    /// Zero-window probes sent.
+    pub zero_window_probes: u64,
+    /// DATA/END packets refused (no room, or too far ahead).
+    pub packets_refused: u64,
 }
 
 impl Stream {
@@ -78,6 +82,8 @@ impl Stream {
             keepalive_at: NEVER,
             heap_at: NEVER,
             in_pending: false,
+            zero_window_probes: 0,
+            packets_refused: 0,
         }
     }
 
@@ -189,7 +195,11 @@ impl Stream {
             answer = true;
             // Bytes a sink took are announced at the end of the batch (`end_batch`: one
             // flush and one event for all the batch's packets); bytes buffered here at once.
-            if self.recv.accept(h.seq, t, payload) == Accept::Advanced {
+            let accepted = self.recv.accept(h.seq, t, payload);
+            if accepted == Accept::Dropped {
+                self.packets_refused += 1;
+            }
+            if accepted == Accept::Advanced {
                 self.sink_owed |= self.recv.take_sunk();
                 if self.readable_armed && self.recv.readable() > 0 {
                     self.readable_armed = false;
@@ -301,6 +311,7 @@ impl Stream {
                 if !self.send_bare(UDX_HEARTBEAT, tx) {
                     return false;
                 }
+                self.zero_window_probes += 1;
                 self.send.zwp_at = now + 2 * self.send.rtt.rto;
             } else {
                 self.send.zwp_at = NEVER;

@@ -169,3 +169,39 @@ fn a_sink_is_flushed_and_readable_raised_once_per_batch() {
     b.flush_sink(2);
     assert_eq!(got.lock().unwrap().1, 2);
 }
+
+#[test]
+fn loss_and_flow_control_are_counted_and_survive_the_close() {
+    // 5 % loss: retransmissions and fast recoveries on the sender, nothing refused by a
+    // receiver that keeps reading. The counters outlive the streams (engine totals).
+    let mut link = Link::new(5);
+    link.loss = 0.05;
+    let mut net = Net::new(UdxConfig::default(), link, 21);
+    net.pair(1, 2);
+    let mut apps = [App::new(&mut net.rng, 2 << 20), App::new(&mut net.rng, 0)];
+    run_transfer(&mut net, [1, 2], &mut apps, 300_000 * MS);
+    assert_eq!(fnv(&apps[1].received), fnv(&apps[0].data));
+    assert!(!net.udx[0].contains(1), "the sender's stream closed");
+    let (a, b) = (net.udx[0].totals(), net.udx[1].totals());
+    assert_eq!(a.bytes_sent, 2 << 20);
+    assert_eq!(b.bytes_received, 2 << 20);
+    assert!(a.retransmits > 0 && a.fast_recoveries > 0, "sender: {a:?}");
+    assert!(a.fast_recoveries <= a.retransmits, "{a:?}");
+    assert_eq!(b.packets_refused, 0, "the reader kept up: {b:?}");
+
+    // A receiver with a tiny buffer that never reads: the window closes, the sender
+    // probes it, and what does not fit is refused.
+    let cfg = UdxConfig { recv_buffer: 16 << 10, ..UdxConfig::default() };
+    let mut net = Net::new(cfg, Link::new(5), 22);
+    net.pair(1, 2);
+    let now = net.t();
+    net.udx[0].write(now, 1, &vec![1u8; 256 << 10], &mut net.tx).unwrap();
+    net.drain(0);
+    // Three seconds of virtual time: long enough for probes, short of the timeouts
+    // that end a stream whose packets keep being refused.
+    while net.now < 3_000 * MS && net.step() {}
+    let (a, b) = (net.udx[0].stream_stats(1).unwrap(), net.udx[1].stream_stats(2).unwrap());
+    assert!(a.zero_window_probes > 0, "the closed window was probed: {a:?}");
+    assert!(b.bytes_received <= 16 << 10, "{b:?}");
+    assert_eq!(net.udx[0].totals().zero_window_probes, a.zero_window_probes);
+}

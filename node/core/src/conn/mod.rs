@@ -30,7 +30,7 @@ use tern_crypto::noise::HandshakeResult;
 use tern_crypto::{KeyPair, PublicKey};
 use tern_dht::OpId;
 use tern_rpc::ReqId;
-use tern_udx::{Udx, UdxEvent};
+use tern_udx::{Udx, UdxEvent, UdxTotals};
 use tern_wire::RelayPair;
 
 pub use client::ConnectError;
@@ -163,6 +163,8 @@ pub struct ConnStats {
     pub birthday_sockets_opened: u64,
     /// Birthday sockets the driver could not open (descriptor limit, its cap).
     pub birthday_sockets_failed: u64,
+    /// The UDX streams' transport counters (loss, timeouts, flow control).
+    pub udx: UdxTotals,
 }
 
 impl ConnStats {
@@ -181,6 +183,7 @@ impl ConnStats {
             lan_connects,
             birthday_sockets_opened,
             birthday_sockets_failed,
+            udx,
         } = other;
         self.connections += connections;
         self.holepunches += holepunches;
@@ -194,6 +197,7 @@ impl ConnStats {
         self.lan_connects += lan_connects;
         self.birthday_sockets_opened += birthday_sockets_opened;
         self.birthday_sockets_failed += birthday_sockets_failed;
+        self.udx.accumulate(udx);
     }
 }
 
@@ -334,7 +338,7 @@ impl Connections {
 
     /// Counters.
     pub fn stats(&self) -> ConnStats {
-        self.stats
+        ConnStats { udx: self.udx.totals(), ..self.stats }
     }
 
     /// The next event.

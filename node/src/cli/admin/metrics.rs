@@ -134,6 +134,23 @@ pub fn render(observed: &Observed) -> String {
     );
     let mut probes =
         Family::new("tern_holepunch_probes_total", "counter", "Holepunch probes, by direction.");
+    let mut udx_bytes = Family::new(
+        "tern_udx_bytes_total",
+        "counter",
+        "UDX stream payload bytes, by direction (sent counts first transmissions only).",
+    );
+    let mut udx_retransmits =
+        Family::new("tern_udx_retransmits_total", "counter", "UDX packets retransmitted.");
+    let mut udx_loss = Family::new(
+        "tern_udx_loss_events_total",
+        "counter",
+        "UDX loss handling, by kind: rto (a retransmission timeout fired: a stall of a second or more), tlp (tail loss probe), recovery (fast recovery entered).",
+    );
+    let mut udx_flow = Family::new(
+        "tern_udx_flow_control_total",
+        "counter",
+        "UDX flow control, by kind: zero_window_probe (the peer's window was closed), refused (DATA packets we had no room for).",
+    );
     let mut early = Family::new(
         "tern_early_packets_total",
         "counter",
@@ -247,6 +264,17 @@ pub fn render(observed: &Observed) -> String {
         probes.add(format!("{l},direction=\"received\""), c.probes_received);
         handshakes_refused.add(l.clone(), c.handshakes_refused);
         early.add(l.clone(), c.early_packets);
+        let u = &c.udx;
+        udx_bytes.add(format!("{l},direction=\"sent\""), u.bytes_sent);
+        udx_bytes.add(format!("{l},direction=\"received\""), u.bytes_received);
+        udx_retransmits.add(l.clone(), u.retransmits);
+        for (kind, v) in
+            [("rto", u.rto_timeouts), ("tlp", u.tail_loss_probes), ("recovery", u.fast_recoveries)]
+        {
+            udx_loss.add(format!("{l},kind=\"{kind}\""), v);
+        }
+        udx_flow.add(format!("{l},kind=\"zero_window_probe\""), u.zero_window_probes);
+        udx_flow.add(format!("{l},kind=\"refused\""), u.packets_refused);
         for (reason, v) in [
             ("too_short", r.too_short),
             ("port_zero", r.port_zero),
@@ -326,6 +354,10 @@ pub fn render(observed: &Observed) -> String {
         &probes,
         &handshakes_refused,
         &early,
+        &udx_bytes,
+        &udx_retransmits,
+        &udx_loss,
+        &udx_flow,
         &shard_requests,
         &shard_cpu,
         &shard_queue,
