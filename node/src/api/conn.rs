@@ -17,9 +17,8 @@ use tern_driver::EndpointHandle;
 
 use crate::api::endpoint::{ApiCommand, ApiNode, Route};
 use crate::api::error::DhtError;
-use crate::api::stream::{
-    Closed, MAX_QUEUED_MESSAGES, PIPE_CAPACITY, Pipe, PipeSink, SecureStream,
-};
+use crate::api::pipe::{Closed, MAX_QUEUED_MESSAGES, PIPE_CAPACITY, Pipe, PipeSink};
+use crate::api::stream::SecureStream;
 
 /// Connections a listener buffers before the application accepts them; more are reset.
 const ACCEPT_BACKLOG: usize = 256;

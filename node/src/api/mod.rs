@@ -6,5 +6,6 @@ pub(crate) mod endpoint;
 pub(crate) mod error;
 pub(crate) mod monitor;
 pub(crate) mod pending;
+pub(crate) mod pipe;
 pub(crate) mod shard;
 pub(crate) mod stream;

@@ -660,6 +660,28 @@ impl Send {
         false
     }
 
+    /// What [`Send::flush`] does when nothing is unsent and nothing waits for
+    /// retransmission (the due timers' bookkeeping, the app-limited mark), without the
+    /// caller building a context: true if that was all, false when there is work for
+    /// `flush`. A one-way receiver calls this for every DATA packet.
+    pub(crate) fn flush_idle(&mut self, now: u64) -> bool {
+        if self.has_unsent() || !self.lost.is_empty() {
+            return false;
+        }
+        // As the stream's zero-window check does with nothing unsent.
+        if self.zwp_at <= now {
+            self.zwp_at = NEVER;
+        }
+        if self.pace_at != NEVER && self.pace_at > now {
+            return true;
+        }
+        self.pace_at = NEVER;
+        if self.inflight < self.bbr.cwnd {
+            self.app_limited = (self.delivered + u64::from(self.inflight)).max(1);
+        }
+        true
+    }
+
     /// Sends retransmissions, then new data, as the windows and pacing allow. Returns
     /// false if the transmit queue filled up with work left.
     pub(crate) fn flush(&mut self, now: u64, ctx: &Ctx, tx: &mut TxQueue) -> bool {

@@ -302,7 +302,7 @@ impl Stream {
     /// Sends retransmissions and new data (and a zero-window probe), leaving an owed
     /// ACK for the end of the batch. False if the queue filled up.
     fn flush_data(&mut self, now: u64, tx: &mut TxQueue) -> bool {
-        if self.relay_to.is_some() {
+        if self.relay_to.is_some() || self.remote.is_none() || self.send.flush_idle(now) {
             return true;
         }
         let Some(ctx) = self.ctx() else { return true };
