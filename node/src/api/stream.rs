@@ -223,31 +223,24 @@ impl SecureStream {
     }
 
     /// Fails the stream after a decryption or framing error (remote input: reset it).
-    fn fail_invalid(&mut self) -> Poll<io::Result<usize>> {
+    fn fail_invalid<T>(&mut self) -> Poll<io::Result<T>> {
         self.failed = Some(io::ErrorKind::InvalidData);
         self.destroy();
         Poll::Ready(Err(io::ErrorKind::InvalidData.into()))
     }
 
-    /// Reads plaintext into `buf`: decrypts frames already buffered, else takes what the
-    /// pipe holds. Frames are decrypted in place in the secret-stream's buffer and copied
+    /// Reads plaintext into `buf`: as much as the frames buffered once some is there
+    /// ([`Self::poll_fill`]), decrypted in place in the secret-stream's buffer and copied
     /// from there straight into `buf` (no staging buffer in between).
     fn read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        loop {
-            if let Some(kind) = self.failed {
-                return Poll::Ready(Err(kind.into()));
-            }
-            match self.secret.read_plaintext(buf) {
-                Ok(0) => {}
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(_) => return self.fail_invalid(),
-            }
-            match self.take_pipe(cx) {
-                Poll::Ready(Ok(true)) => {}
-                Poll::Ready(Ok(false)) => return Poll::Ready(Ok(0)),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+        match self.poll_fill(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        match self.secret.read_plaintext(buf) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(_) => self.fail_invalid(),
         }
     }
 
@@ -261,10 +254,7 @@ impl SecureStream {
             match self.secret.fill_plaintext() {
                 Ok([]) => {}
                 Ok(_) => return Poll::Ready(Ok(())),
-                Err(_) => {
-                    let _ = self.fail_invalid();
-                    return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
-                }
+                Err(_) => return self.fail_invalid(),
             }
             match self.take_pipe(cx) {
                 Poll::Ready(Ok(true)) => {}
@@ -308,8 +298,7 @@ impl SecureStream {
             };
         }
         if self.scratch.feed(&mut self.secret).is_err() {
-            let _ = self.fail_invalid();
-            return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
+            return self.fail_invalid();
         }
         Poll::Ready(Ok(true))
     }

@@ -30,7 +30,9 @@ pub trait RecvSink: std::fmt::Debug + Send {
     fn buffered(&self) -> usize;
 }
 
-use crate::packet::{MAX_ADVERTISED_RWND, UDX_DATA, UDX_END, UDX_MAX_SACK_BLOCKS, seq_diff};
+use crate::packet::{
+    IPV4_OVERHEAD, MAX_ADVERTISED_RWND, UDX_DATA, UDX_END, UDX_MAX_SACK_BLOCKS, seq_diff,
+};
 
 /// How far ahead of the cumulative ack a packet may be and still be buffered. libudx's
 /// SACK builder scans at most 65536 positions, so nothing further can ever be sacked.
@@ -40,7 +42,7 @@ const MAX_OOO_DISTANCE: i32 = 65_536;
 const MAX_OOO_PACKETS: usize = 16_384;
 /// The largest payload a packet carries (at the 1500-byte maximum MTU, less the IPv4,
 /// UDP and UDX headers).
-const MAX_PACKET_PAYLOAD: usize = 1500 - 48;
+const MAX_PACKET_PAYLOAD: usize = 1500 - IPV4_OVERHEAD;
 /// Bookkeeping cost charged per held packet against the receive buffer, for the same
 /// reason (map node + Vec header).
 const OOO_ENTRY_COST: usize = 64;

@@ -473,35 +473,43 @@ impl Send {
         false
     }
 
-    /// What [`Send::flush`] does when nothing is unsent and nothing waits for
-    /// retransmission (the due timers' bookkeeping, the app-limited mark), without the
-    /// caller building a context: true if that was all, false when there is work for
-    /// `flush`. A one-way receiver calls this for every DATA packet.
-    pub(crate) fn flush_idle(&mut self, now: u64) -> bool {
-        if self.has_unsent() || !self.lost.is_empty() {
+    /// Unsent data (or END), or packets waiting for retransmission: what [`Send::flush`]
+    /// needs a context for.
+    pub(crate) fn has_work(&self) -> bool {
+        self.has_unsent() || !self.lost.is_empty()
+    }
+
+    /// [`Send::flush`] with nothing to send (`!has_work()`): only its bookkeeping, and
+    /// no context for the caller to build. A one-way receiver does this for every DATA
+    /// packet.
+    pub(crate) fn flush_idle(&mut self, now: u64) {
+        if self.pacing_due(now) {
+            self.mark_app_limited();
+        }
+    }
+
+    /// False while the pacing timer holds sends back; once due, clears it.
+    fn pacing_due(&mut self, now: u64) -> bool {
+        if self.pace_at != NEVER && self.pace_at > now {
             return false;
         }
-        // As the stream's zero-window check does with nothing unsent.
-        if self.zwp_at <= now {
-            self.zwp_at = NEVER;
-        }
-        if self.pace_at != NEVER && self.pace_at > now {
-            return true;
-        }
         self.pace_at = NEVER;
-        if self.inflight < self.bbr.cwnd {
+        true
+    }
+
+    /// Nothing left to send and room in the window: the application limits the rate.
+    fn mark_app_limited(&mut self) {
+        if !self.has_unsent() && self.inflight < self.bbr.cwnd {
             self.app_limited = (self.delivered + u64::from(self.inflight)).max(1);
         }
-        true
     }
 
     /// Sends retransmissions, then new data, as the windows and pacing allow. Returns
     /// false if the transmit queue filled up with work left.
     pub(crate) fn flush(&mut self, now: u64, ctx: &Ctx, tx: &mut TxQueue) -> bool {
-        if self.pace_at != NEVER && self.pace_at > now {
+        if !self.pacing_due(now) {
             return true;
         }
-        self.pace_at = NEVER;
         while let Some(&seq) = self.lost.front() {
             let i = seq_diff(seq, self.base);
             let valid = i >= 0
@@ -550,9 +558,7 @@ impl Send {
             }
             self.send_new(now, ctx, tx, true);
         }
-        if !self.has_unsent() && self.inflight < self.bbr.cwnd {
-            self.app_limited = (self.delivered + u64::from(self.inflight)).max(1);
-        }
+        self.mark_app_limited();
         true
     }
 

@@ -302,10 +302,9 @@ impl Stream {
     /// Sends retransmissions and new data (and a zero-window probe), leaving an owed
     /// ACK for the end of the batch. False if the queue filled up.
     fn flush_data(&mut self, now: u64, tx: &mut TxQueue) -> bool {
-        if self.relay_to.is_some() || self.remote.is_none() || self.send.flush_idle(now) {
+        if self.relay_to.is_some() || self.remote.is_none() {
             return true;
         }
-        let Some(ctx) = self.ctx() else { return true };
         if self.send.zwp_at <= now {
             if self.send.rwnd == 0 && self.send.has_unsent() {
                 if !self.send_bare(UDX_HEARTBEAT, tx) {
@@ -317,6 +316,12 @@ impl Stream {
                 self.send.zwp_at = NEVER;
             }
         }
+        if !self.send.has_work() {
+            // Every DATA packet at a one-way receiver: no context to build.
+            self.send.flush_idle(now);
+            return true;
+        }
+        let Some(ctx) = self.ctx() else { return true };
         self.send.flush(now, &ctx, tx)
     }
 
