@@ -540,6 +540,11 @@ impl Node {
 
     /// Routes rpc events to client operations and turns the rest into node events.
     fn drain(&mut self, now: Timestamp, tx: &mut TxQueue) {
+        // This runs after every datagram; one encrypted stream brings ~400k a second, and
+        // those almost never leave anything to route (about 1 % of all CPU went here).
+        if !(self.rpc.has_events() || self.client.has_events() || self.conns.has_events()) {
+            return;
+        }
         let net = self.net_view();
         while let Some(e) = self.rpc.poll_event() {
             let Some(e) = self.client.on_rpc_event(&mut self.rpc, now, e, tx) else { continue };

@@ -172,6 +172,11 @@ impl DhtClient {
         self.ops.is_empty()
     }
 
+    /// Whether [`DhtClient::poll_event`] has anything.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<DhtEvent> {
         self.events.pop_front()

@@ -318,6 +318,12 @@ impl Rpc {
         self.events.push_back(event);
     }
 
+    /// Whether [`Rpc::poll_event`] has anything (a cheap check for callers that drain
+    /// after every datagram).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event, if any. Drain after every input.
     pub fn poll_event(&mut self) -> Option<RpcEvent> {
         self.events.pop_front()

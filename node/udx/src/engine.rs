@@ -608,6 +608,11 @@ impl Udx {
         self.heap.peek().map_or(Timestamp::NEVER, |Reverse((t, _))| Timestamp::from_nanos(*t))
     }
 
+    /// Whether [`Udx::poll_event`] has anything.
+    pub fn has_events(&self) -> bool {
+        !self.events.q.is_empty()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<UdxEvent> {
         self.events.pop()

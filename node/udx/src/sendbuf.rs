@@ -15,6 +15,7 @@
 //! ([`SendBuf::take_spent`]), so the writer reuses them instead of allocating and
 //! zero-filling a fresh 64 KiB buffer per frame.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -54,6 +55,12 @@ pub(crate) struct SendBuf {
     spent: Vec<Vec<u8>>,
     spent_bytes: usize,
     spent_cap: usize,
+    /// Chunks dropped from the front so far: `chunks[i]` is chunk number `popped + i`.
+    popped: u64,
+    /// The number of the chunk the last lookup found. Packets are read in stream order
+    /// almost always, so the next lookup lands in it or the one after, and skips the
+    /// binary search (which was ~0.7 % of all CPU on one fast stream).
+    hint: Cell<u64>,
 }
 
 impl SendBuf {
@@ -67,6 +74,8 @@ impl SendBuf {
             spent: Vec::new(),
             spent_bytes: 0,
             spent_cap,
+            popped: 0,
+            hint: Cell::new(0),
         }
     }
 
@@ -123,6 +132,7 @@ impl SendBuf {
         self.base = off;
         while self.chunks.front().is_some_and(|c| c.end() <= off) {
             let Some(c) = self.chunks.pop_front() else { break };
+            self.popped += 1;
             // Give it back if this was the last reference (a queued datagram may still
             // hold one: the buffer is then simply freed once that datagram is sent).
             if c.owned
@@ -145,7 +155,18 @@ impl SendBuf {
 
     /// Index of the chunk holding stream offset `off` (`base <= off < end`).
     fn find(&self, off: u64) -> usize {
-        self.chunks.partition_point(|c| c.end() <= off)
+        let holds = |i: usize| self.chunks.get(i).is_some_and(|c| c.off <= off && off < c.end());
+        // A hint from before the front chunk was dropped wraps to a huge index: no match.
+        let h = self.hint.get().wrapping_sub(self.popped) as usize;
+        let i = if holds(h) {
+            h
+        } else if holds(h.wrapping_add(1)) {
+            h.wrapping_add(1)
+        } else {
+            self.chunks.partition_point(|c| c.end() <= off)
+        };
+        self.hint.set(self.popped + i as u64);
+        i
     }
 
     /// The chunk holding all of `off..off + len` and the range of it, when one does
@@ -238,5 +259,60 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 2);
+    }
+
+    /// Lookups in stream order, backwards, at random and across releases (which shift
+    /// the chunks under the lookup hint) all read the right bytes.
+    #[test]
+    fn lookups_in_any_order_read_the_right_bytes() {
+        let mut b = SendBuf::new(0);
+        let mut model = Vec::new();
+        for i in 0..40u32 {
+            let len = 1 + (i as usize * 7919) % 300;
+            let bytes: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j) as u8).collect();
+            if i % 3 == 0 {
+                b.write(&bytes);
+            } else {
+                let mut framed = vec![0xee; 5];
+                framed.extend_from_slice(&bytes);
+                b.push_chunk(framed, 5);
+            }
+            model.extend_from_slice(&bytes);
+        }
+        let check = |b: &SendBuf, off: u64, len: usize| {
+            let (o, l) = (off as usize, len);
+            assert_eq!(read(b, off, len), model[o..o + l], "copy_out at {off}");
+            if let Some((c, at)) = b.slice(off, len) {
+                assert_eq!(&c[at..at + len], &model[o..o + l], "slice at {off}");
+            }
+        };
+        let mut seed = 12345u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..4u64 {
+            let base = b.base;
+            let len = b.len() as u64;
+            for off in (base..base + len - 8).step_by(13) {
+                check(&b, off, 8);
+            }
+            for off in (base..base + len - 8).rev().step_by(29) {
+                check(&b, off, 8);
+            }
+            for _ in 0..200 {
+                let off = base + next(len - 1);
+                let n = 1 + next((base + len - off).min(64)) as usize;
+                check(&b, off, n);
+            }
+            b.release_to(base + len / (5 - round));
+        }
+        // The hint names the front chunk, which is then dropped: the next lookup's hint
+        // wraps below zero, and the chunk after it is the new front.
+        let first_end = b.chunks[0].end();
+        check(&b, b.base, 1);
+        b.release_to(first_end);
+        check(&b, b.base, 1);
+        check(&b, b.base + 1, 4);
     }
 }

@@ -341,6 +341,12 @@ impl Connections {
         ConnStats { udx: self.udx.totals(), ..self.stats }
     }
 
+    /// Whether [`Connections::poll_event`] or [`Connections::poll_stream_event`] has
+    /// anything.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty() || self.udx.has_events()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<ConnEvent> {
         self.events.pop_front()
