@@ -142,7 +142,7 @@ fn a_node_flooded_with_announces_holds_its_caps() {
         tx.clear();
         node.handle_datagram(Timestamp::ZERO, SocketId::SERVER, *from, &req.to_vec(), &mut tx);
         let (_, reply) = tx.iter().next().expect("every announce answered");
-        assert_eq!(Response::decode(reply).unwrap().error, 0);
+        assert_eq!(Response::decode(&reply).unwrap().error, 0);
         if i % SAMPLE == SAMPLE - 1 {
             let topics = &node.store().topics;
             assert!(topics.len() <= 2 * PER_GENERATION, "{} records", topics.len());

@@ -90,7 +90,7 @@ impl Net {
                     let from = SocketAddrV4::new(*a.ip(), a.port() + meta.socket.0);
                     let Some(&(dst, socket)) = self.addrs.get(&meta.dest) else { continue };
                     let mut out = TxQueue::new(4096);
-                    self.nodes[dst].handle_datagram(self.now, socket, from, bytes, &mut out);
+                    self.nodes[dst].handle_datagram(self.now, socket, from, &bytes, &mut out);
                     pending.push((dst, out));
                 }
             }

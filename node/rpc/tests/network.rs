@@ -88,7 +88,7 @@ impl Net {
                         self.now,
                         socket,
                         from,
-                        bytes,
+                        &bytes,
                         &mut NoApplication,
                         &mut out,
                     );
@@ -123,7 +123,7 @@ fn nodes_bootstrap_turn_persistent_and_find_the_closest() {
                 Timestamp::ZERO,
                 socket,
                 from,
-                bytes,
+                &bytes,
                 &mut NoApplication,
                 &mut out,
             );

@@ -632,11 +632,11 @@ impl World {
         };
         for (meta, bytes) in self.tx.iter() {
             let Some(src_port) = placement_port(meta.socket) else { continue };
-            let payload = if forger && crate::tamper::tamper(bytes, &mut self.scratch) {
+            let payload = if forger && crate::tamper::tamper(&bytes, &mut self.scratch) {
                 self.stats.forged += 1;
                 &self.scratch[..]
             } else {
-                bytes
+                &bytes[..]
             };
             let Outbound::Sent { from, copies } =
                 self.net.send(self.now, host, src_port, meta.dest, payload.len())
