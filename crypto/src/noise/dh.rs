@@ -8,7 +8,8 @@
 //! prime-order subgroup, or when the result is the identity. [`ed25519_dh`] refuses exactly
 //! those inputs, which is what keeps a malicious peer from forcing a predictable shared secret.
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, Zeroizing};
@@ -44,25 +45,64 @@ pub fn dh_scalar(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
     scalar
 }
 
-/// `compress(scalar · P)` for an already clamped `scalar` and the remote Ed25519 public key
-/// `remote`, with libsodium's input checks.
+/// A remote public key decoded and checked once, for the several DHs a handshake does
+/// with it (IK: every remote key takes part in two).
+///
+/// The checks are libsodium's: a canonical encoding of a curve point, in the prime-order
+/// subgroup. The subgroup test multiplies by the group order ℓ, which costs as much as the
+/// DH itself; the key is public, so it runs in variable time (`[ℓ−1]P + P`, ~20 % faster
+/// than the constant-time product).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemotePoint {
+    bytes: [u8; 32],
+    point: EdwardsPoint,
+}
+
+impl RemotePoint {
+    /// Decodes and checks `remote`.
+    pub fn new(remote: &[u8; 32]) -> Result<Self, DhError> {
+        if !is_canonical_y(remote) {
+            return Err(DhError::InvalidPoint);
+        }
+        let point = CompressedEdwardsY(*remote).decompress().ok_or(DhError::InvalidPoint)?;
+        // Small-order points are not torsion-free either; the first test is just cheap.
+        if point.is_small_order() || !is_torsion_free_vartime(&point) {
+            return Err(DhError::NotPrimeOrder);
+        }
+        Ok(Self { bytes: *remote, point })
+    }
+
+    /// The encoding it was decoded from.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+}
+
+/// `[ℓ]P == O`, computed as `[ℓ−1]P + P` (ℓ itself is not a canonical scalar) in variable
+/// time: for public points only.
+fn is_torsion_free_vartime(p: &EdwardsPoint) -> bool {
+    let l_minus_1 = -Scalar::ONE;
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_1, p, &Scalar::ZERO) + p)
+        .is_identity()
+}
+
+/// `compress(scalar · P)` for an already clamped `scalar` and a checked remote key.
 ///
 /// The scalar is used unreduced (`mul_clamped`), exactly as libsodium's `_noclamp` variant
 /// does; for points of prime order that equals the product with the scalar mod ℓ.
-pub fn ed25519_dh_scalar(scalar: &[u8; 32], remote: &[u8; 32]) -> Result<[u8; 32], DhError> {
-    if !is_canonical_y(remote) {
-        return Err(DhError::InvalidPoint);
-    }
-    let point = CompressedEdwardsY(*remote).decompress().ok_or(DhError::InvalidPoint)?;
-    // Small-order points are not torsion-free either; the first test is just cheap.
-    if point.is_small_order() || !point.is_torsion_free() {
-        return Err(DhError::NotPrimeOrder);
-    }
-    let shared = point.mul_clamped(*scalar);
+pub fn ed25519_dh_point(scalar: &[u8; 32], remote: &RemotePoint) -> Result<[u8; 32], DhError> {
+    let shared = remote.point.mul_clamped(*scalar);
     if shared.is_identity() {
         return Err(DhError::Identity);
     }
     Ok(shared.compress().to_bytes())
+}
+
+/// `compress(scalar · P)` for an already clamped `scalar` and the remote Ed25519 public key
+/// `remote`, with libsodium's input checks.
+pub fn ed25519_dh_scalar(scalar: &[u8; 32], remote: &[u8; 32]) -> Result<[u8; 32], DhError> {
+    ed25519_dh_point(scalar, &RemotePoint::new(remote)?)
 }
 
 /// Ed25519 DH from a 32-byte seed (see the module docs).
@@ -96,6 +136,22 @@ mod tests {
         // A valid key plus a torsion point: on the curve, not small order, not prime order.
         let mixed = (ED25519_BASEPOINT_POINT + EIGHT_TORSION[1]).compress().to_bytes();
         assert_eq!(ed25519_dh(&seed, &mixed), Err(DhError::NotPrimeOrder));
+    }
+
+    #[test]
+    fn vartime_subgroup_test_agrees_with_the_constant_time_one() {
+        let mut points: Vec<EdwardsPoint> = (1u64..20)
+            .map(|k| ED25519_BASEPOINT_POINT * Scalar::from(k * 7919 + 3))
+            .collect();
+        let prime = points.clone();
+        for (i, p) in prime.iter().enumerate() {
+            points.push(p + EIGHT_TORSION[1 + i % 7]);
+        }
+        points.extend(EIGHT_TORSION);
+        for p in &points {
+            assert_eq!(is_torsion_free_vartime(p), p.is_torsion_free(), "{p:?}");
+        }
+        assert_eq!(points.iter().filter(|p| is_torsion_free_vartime(p)).count(), 19 + 1);
     }
 
     #[test]

@@ -18,7 +18,32 @@ use snow::resolvers::{CryptoResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::dh::{dh_scalar, ed25519_dh_scalar};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::dh::{RemotePoint, dh_scalar, ed25519_dh_point};
+
+/// The remote keys one handshake has checked, shared by its two local key pairs: in IK
+/// each remote key meets both of ours (es and ss, then ee and se), and checking a key
+/// costs as much as the DH. A handshake sees two remote keys; more slots would be idle.
+#[derive(Debug, Default)]
+pub(crate) struct CheckedKeys {
+    slots: [Option<RemotePoint>; 2],
+    next: usize,
+}
+
+impl CheckedKeys {
+    /// `remote`, checked now or by an earlier DH of this handshake. A refused key is not
+    /// kept: it fails the handshake anyway.
+    fn get(&mut self, remote: &[u8; 32]) -> Result<RemotePoint, snow::Error> {
+        if let Some(p) = self.slots.iter().flatten().find(|p| p.as_bytes() == remote) {
+            return Ok(*p);
+        }
+        let p = RemotePoint::new(remote).map_err(|_| snow::Error::Dh)?;
+        self.slots[self.next] = Some(p);
+        self.next = (self.next + 1) % self.slots.len();
+        Ok(p)
+    }
+}
 
 /// Ed25519 key pair as a snow `Dh`: private key = 32-byte seed, public key = Ed25519 public key.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -28,11 +53,14 @@ pub(crate) struct EdDh {
     public: [u8; 32],
     /// False until a 32-byte private key was set; `dh` then refuses instead of using zeros.
     valid: bool,
+    /// Public keys only: nothing to wipe.
+    #[zeroize(skip)]
+    checked: Arc<Mutex<CheckedKeys>>,
 }
 
 impl EdDh {
-    fn new() -> Self {
-        Self { seed: [0; 32], scalar: [0; 32], public: [0; 32], valid: false }
+    fn new(checked: Arc<Mutex<CheckedKeys>>) -> Self {
+        Self { seed: [0; 32], scalar: [0; 32], public: [0; 32], valid: false, checked }
     }
 
     fn set_seed(&mut self, seed: &[u8; 32]) {
@@ -86,7 +114,8 @@ impl Dh for EdDh {
         }
         // snow passes its whole MAXDHLEN (56-byte) key buffer; the key is the first 32 bytes.
         let remote = pubkey.first_chunk::<32>().ok_or(snow::Error::Dh)?;
-        let shared = ed25519_dh_scalar(&self.scalar, remote).map_err(|_| snow::Error::Dh)?;
+        let point = self.checked.lock().unwrap_or_else(PoisonError::into_inner).get(remote)?;
+        let shared = ed25519_dh_point(&self.scalar, &point).map_err(|_| snow::Error::Dh)?;
         out.get_mut(..32).ok_or(snow::Error::Dh)?.copy_from_slice(&shared);
         Ok(())
     }
@@ -149,11 +178,14 @@ impl Random for SeedRng {
 #[derive(ZeroizeOnDrop)]
 pub(crate) struct TernResolver {
     ephemeral_seed: Zeroizing<[u8; 32]>,
+    /// Shared by the handshake's key pairs (snow asks for one `Dh` per local key).
+    #[zeroize(skip)]
+    checked: Arc<Mutex<CheckedKeys>>,
 }
 
 impl TernResolver {
     pub(crate) fn new(ephemeral_seed: &[u8; 32]) -> Self {
-        Self { ephemeral_seed: Zeroizing::new(*ephemeral_seed) }
+        Self { ephemeral_seed: Zeroizing::new(*ephemeral_seed), checked: Arc::default() }
     }
 }
 
@@ -164,7 +196,7 @@ impl CryptoResolver for TernResolver {
 
     fn resolve_dh(&self, _choice: &DHChoice) -> Option<Box<dyn Dh>> {
         // The name says 25519 only so that snow can parse it; the curve is always Ed25519.
-        Some(Box::new(EdDh::new()))
+        Some(Box::new(EdDh::new(self.checked.clone())))
     }
 
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
@@ -196,12 +228,42 @@ mod tests {
 
     #[test]
     fn unset_dh_refuses() {
-        let dh = EdDh::new();
+        let dh = EdDh::new(Arc::default());
         let mut out = [0u8; 32];
         assert!(dh.dh(&[1; 32], &mut out).is_err());
-        let mut dh = EdDh::new();
+        let mut dh = EdDh::new(Arc::default());
         dh.set(&[1; 31]);
         assert!(dh.dh(&[1; 32], &mut out).is_err());
+    }
+
+    /// Two key pairs sharing the checked keys give the DHs an unshared check gives, a
+    /// refused key stays refused however often it comes, and the slots stay two.
+    #[test]
+    fn checked_keys_are_shared_and_bounded() {
+        use crate::sign::KeyPair;
+        let checked = Arc::new(Mutex::new(CheckedKeys::default()));
+        let (mut a, mut b) = (EdDh::new(checked.clone()), EdDh::new(checked.clone()));
+        a.set(&[1; 32]);
+        b.set(&[2; 32]);
+        let remotes: Vec<[u8; 32]> =
+            (3u8..7).map(|i| KeyPair::from_seed(&[i; 32]).public_key().0).collect();
+        for round in 0..2 {
+            for r in &remotes {
+                for (dh, seed) in [(&a, [1u8; 32]), (&b, [2u8; 32])] {
+                    let mut out = [0u8; 32];
+                    assert!(dh.dh(r, &mut out).is_ok(), "round {round}");
+                    assert_eq!(Ok(out), super::super::dh::ed25519_dh(&seed, r));
+                }
+            }
+        }
+        let c = checked.lock().unwrap();
+        assert_eq!(c.slots.iter().flatten().count(), 2);
+        drop(c);
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION[1].compress().to_bytes();
+        for _ in 0..3 {
+            assert!(a.dh(&torsion, &mut [0u8; 32]).is_err());
+        }
+        assert!(!checked.lock().unwrap().slots.iter().flatten().any(|p| *p.as_bytes() == torsion));
     }
 
     #[test]
