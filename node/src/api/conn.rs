@@ -244,6 +244,9 @@ impl Streams {
                 if room == 0 {
                     break;
                 }
+                // Only what UDX holds (at least one byte: a read of nothing ends the
+                // loop), so a fresh buffer is not zero-filled a whole chunk ahead.
+                let room = room.min(udx.readable(id).max(1));
                 s.inbound.fill_with(room, |buf| udx.read(id, buf).unwrap_or(0))
             };
             if n == 0 {
