@@ -12,9 +12,9 @@
 //!   by one. Both report `Throughput::Elements(64)`, so criterion's elem/s is the
 //!   per-signature rate and time / 64 the per-signature cost. Target: batch < half of single.
 //! * `crypto/noise_ik_handshake`: a whole HyperDHT Noise IK handshake, both sides in one
-//!   thread: constructing initiator and responder (each derives its static public key from
-//!   the seed, as a node does per handshake with this API), message 1 write + read, message 2
-//!   write + read, ~20-byte payloads each way (an encoded hyperdht `NoisePayload`).
+//!   thread: constructing initiator and responder from static key pairs derived once (as a
+//!   node keeps its own), message 1 write + read, message 2 write + read, ~20-byte payloads
+//!   each way (an encoded hyperdht `NoisePayload`).
 //! * `crypto/secretstream_push_pull/{1KiB,64KiB}`: one message pushed then pulled (in place),
 //!   `Throughput::Bytes(message size)`: bytes / (push + pull time), so about half of the
 //!   per-direction rate. `crypto/secretstream_push/64KiB` and
@@ -138,21 +138,22 @@ fn bench_ed25519(c: &mut Criterion) {
 fn bench_noise(c: &mut Criterion) {
     let mut g = c.benchmark_group("crypto");
 
-    let client_seed = seed(10);
-    let server_seed = seed(11);
-    let server_pk = KeyPair::from_seed(&server_seed).public_key();
+    // Static key pairs derived once, as a node keeps its own.
+    let client_key = KeyPair::from_seed(&seed(10));
+    let server_key = KeyPair::from_seed(&seed(11));
+    let server_pk = server_key.public_key();
     let client_eph = seed(12);
     let server_eph = seed(13);
     let client_payload = [0x5a; PAYLOAD_LEN];
     let server_payload = [0xa5; PAYLOAD_LEN];
 
-    let handshake = |client_seed: &[u8; 32],
-                     server_seed: &[u8; 32],
+    let handshake = |client_key: &KeyPair,
+                     server_key: &KeyPair,
                      server_pk: &PublicKey,
                      client_eph: &[u8; 32],
                      server_eph: &[u8; 32]| {
-        let mut initiator = IkInitiator::new(client_seed, server_pk, client_eph).ok()?;
-        let mut responder = IkResponder::new(server_seed, server_eph).ok()?;
+        let mut initiator = IkInitiator::with_key_pair(client_key, server_pk, client_eph).ok()?;
+        let mut responder = IkResponder::with_key_pair(server_key, server_eph).ok()?;
         let m1 = initiator.write_message_1(&client_payload).ok()?;
         let (client_pk, p1) = responder.read_message_1(&m1).ok()?;
         let (m2, server_result) = responder.write_message_2(&server_payload).ok()?;
@@ -161,7 +162,7 @@ fn bench_noise(c: &mut Criterion) {
     };
 
     // Sanity: the handshake completes with matching keys and the payloads arrive.
-    let done = handshake(&client_seed, &server_seed, &server_pk, &client_eph, &server_eph);
+    let done = handshake(&client_key, &server_key, &server_pk, &client_eph, &server_eph);
     assert!(done.is_some_and(|(_, p1, p2, s, c)| {
         p1 == client_payload && p2 == server_payload && s.tx == c.rx && s.hash == c.hash
     }));
@@ -169,8 +170,8 @@ fn bench_noise(c: &mut Criterion) {
     g.bench_function("noise_ik_handshake", |b| {
         b.iter(|| {
             handshake(
-                black_box(&client_seed),
-                black_box(&server_seed),
+                black_box(&client_key),
+                black_box(&server_key),
                 black_box(&server_pk),
                 black_box(&client_eph),
                 black_box(&server_eph),

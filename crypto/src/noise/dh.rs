@@ -140,9 +140,8 @@ mod tests {
 
     #[test]
     fn vartime_subgroup_test_agrees_with_the_constant_time_one() {
-        let mut points: Vec<EdwardsPoint> = (1u64..20)
-            .map(|k| ED25519_BASEPOINT_POINT * Scalar::from(k * 7919 + 3))
-            .collect();
+        let mut points: Vec<EdwardsPoint> =
+            (1u64..20).map(|k| ED25519_BASEPOINT_POINT * Scalar::from(k * 7919 + 3)).collect();
         let prime = points.clone();
         for (i, p) in prime.iter().enumerate() {
             points.push(p + EIGHT_TORSION[1 + i % 7]);

@@ -7,7 +7,7 @@
 use super::session::{Pattern, Session};
 use super::{HandshakeError, HandshakeResult};
 use crate::ns::NS_PEER_HANDSHAKE;
-use crate::sign::PublicKey;
+use crate::sign::{KeyPair, PublicKey};
 
 /// Client side of HyperDHT's Noise IK (`-> e, es, s, ss`, `<- e, ee, se`).
 pub struct IkInitiator {
@@ -22,10 +22,20 @@ impl IkInitiator {
         remote_static: &PublicKey,
         ephemeral_seed: &[u8; 32],
     ) -> Result<Self, HandshakeError> {
+        Self::with_key_pair(&KeyPair::from_seed(static_seed), remote_static, ephemeral_seed)
+    }
+
+    /// [`IkInitiator::new`] with the static key pair already derived (a node keeps its own:
+    /// deriving the public key again costs a base-point multiplication per handshake).
+    pub fn with_key_pair(
+        static_key: &KeyPair,
+        remote_static: &PublicKey,
+        ephemeral_seed: &[u8; 32],
+    ) -> Result<Self, HandshakeError> {
         let session = Session::new(
             Pattern::Ik,
             true,
-            static_seed,
+            static_key,
             Some(remote_static),
             ephemeral_seed,
             &NS_PEER_HANDSHAKE,
@@ -64,14 +74,16 @@ impl IkResponder {
     /// Prepares to answer one handshake with this server's `static_seed` and a fresh
     /// `ephemeral_seed` from the caller.
     pub fn new(static_seed: &[u8; 32], ephemeral_seed: &[u8; 32]) -> Result<Self, HandshakeError> {
-        let session = Session::new(
-            Pattern::Ik,
-            false,
-            static_seed,
-            None,
-            ephemeral_seed,
-            &NS_PEER_HANDSHAKE,
-        )?;
+        Self::with_key_pair(&KeyPair::from_seed(static_seed), ephemeral_seed)
+    }
+
+    /// [`IkResponder::new`] with the static key pair already derived.
+    pub fn with_key_pair(
+        static_key: &KeyPair,
+        ephemeral_seed: &[u8; 32],
+    ) -> Result<Self, HandshakeError> {
+        let session =
+            Session::new(Pattern::Ik, false, static_key, None, ephemeral_seed, &NS_PEER_HANDSHAKE)?;
         Ok(Self { session })
     }
 
@@ -105,7 +117,8 @@ pub struct XxInitiator {
 impl XxInitiator {
     /// Starts a handshake with this side's `static_seed` and a fresh `ephemeral_seed`.
     pub fn new(static_seed: &[u8; 32], ephemeral_seed: &[u8; 32]) -> Result<Self, HandshakeError> {
-        let session = Session::new(Pattern::Xx, true, static_seed, None, ephemeral_seed, &[])?;
+        let key = KeyPair::from_seed(static_seed);
+        let session = Session::new(Pattern::Xx, true, &key, None, ephemeral_seed, &[])?;
         Ok(Self { session })
     }
 
@@ -142,7 +155,8 @@ pub struct XxResponder {
 impl XxResponder {
     /// Prepares to answer with this side's `static_seed` and a fresh `ephemeral_seed`.
     pub fn new(static_seed: &[u8; 32], ephemeral_seed: &[u8; 32]) -> Result<Self, HandshakeError> {
-        let session = Session::new(Pattern::Xx, false, static_seed, None, ephemeral_seed, &[])?;
+        let key = KeyPair::from_seed(static_seed);
+        let session = Session::new(Pattern::Xx, false, &key, None, ephemeral_seed, &[])?;
         Ok(Self { session })
     }
 

@@ -20,7 +20,10 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use subtle::ConstantTimeEq;
+
 use super::dh::{RemotePoint, dh_scalar, ed25519_dh_point};
+use crate::sign::PublicKey;
 
 /// The remote keys one handshake has checked, shared by its two local key pairs: in IK
 /// each remote key meets both of ours (es and ss, then ee and se), and checking a key
@@ -56,17 +59,23 @@ pub(crate) struct EdDh {
     /// Public keys only: nothing to wipe.
     #[zeroize(skip)]
     checked: Arc<Mutex<CheckedKeys>>,
+    /// The static key pair the session already derived: set to its seed, this takes its
+    /// public key instead of a base-point multiplication of its own.
+    known: Option<([u8; 32], [u8; 32])>,
 }
 
 impl EdDh {
-    fn new(checked: Arc<Mutex<CheckedKeys>>) -> Self {
-        Self { seed: [0; 32], scalar: [0; 32], public: [0; 32], valid: false, checked }
+    fn new(checked: Arc<Mutex<CheckedKeys>>, known: Option<([u8; 32], [u8; 32])>) -> Self {
+        Self { seed: [0; 32], scalar: [0; 32], public: [0; 32], valid: false, checked, known }
     }
 
     fn set_seed(&mut self, seed: &[u8; 32]) {
         self.seed = *seed;
         self.scalar = *dh_scalar(seed);
-        self.public = ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes();
+        self.public = match &self.known {
+            Some((known_seed, public)) if bool::from(known_seed.ct_eq(seed)) => *public,
+            _ => ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes(),
+        };
         self.valid = true;
     }
 }
@@ -181,11 +190,21 @@ pub(crate) struct TernResolver {
     /// Shared by the handshake's key pairs (snow asks for one `Dh` per local key).
     #[zeroize(skip)]
     checked: Arc<Mutex<CheckedKeys>>,
+    /// The local static key pair (seed, public key), derived once by the session.
+    static_key: ([u8; 32], [u8; 32]),
 }
 
 impl TernResolver {
-    pub(crate) fn new(ephemeral_seed: &[u8; 32]) -> Self {
-        Self { ephemeral_seed: Zeroizing::new(*ephemeral_seed), checked: Arc::default() }
+    pub(crate) fn new(
+        ephemeral_seed: &[u8; 32],
+        static_seed: &[u8; 32],
+        static_public: &PublicKey,
+    ) -> Self {
+        Self {
+            ephemeral_seed: Zeroizing::new(*ephemeral_seed),
+            checked: Arc::default(),
+            static_key: (*static_seed, static_public.0),
+        }
     }
 }
 
@@ -196,7 +215,7 @@ impl CryptoResolver for TernResolver {
 
     fn resolve_dh(&self, _choice: &DHChoice) -> Option<Box<dyn Dh>> {
         // The name says 25519 only so that snow can parse it; the curve is always Ed25519.
-        Some(Box::new(EdDh::new(self.checked.clone())))
+        Some(Box::new(EdDh::new(self.checked.clone(), Some(self.static_key))))
     }
 
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
@@ -228,12 +247,28 @@ mod tests {
 
     #[test]
     fn unset_dh_refuses() {
-        let dh = EdDh::new(Arc::default());
+        let dh = EdDh::new(Arc::default(), None);
         let mut out = [0u8; 32];
         assert!(dh.dh(&[1; 32], &mut out).is_err());
-        let mut dh = EdDh::new(Arc::default());
+        let mut dh = EdDh::new(Arc::default(), None);
         dh.set(&[1; 31]);
         assert!(dh.dh(&[1; 32], &mut out).is_err());
+    }
+
+    /// Set to the session's static seed, a key pair takes the public key the session
+    /// derived; any other seed (an ephemeral) derives its own.
+    #[test]
+    fn the_static_public_key_is_derived_once() {
+        use crate::sign::KeyPair;
+        let (s, e) = (KeyPair::from_seed(&[1; 32]), KeyPair::from_seed(&[9; 32]));
+        // A deliberately wrong "known" public key shows which path was taken.
+        let known = Some((*s.seed(), [0xaa; 32]));
+        let mut a = EdDh::new(Arc::default(), known);
+        a.set(s.seed());
+        assert_eq!(a.pubkey(), &[0xaa; 32]);
+        let mut b = EdDh::new(Arc::default(), known);
+        b.set(e.seed());
+        assert_eq!(b.pubkey(), &e.public_key().0);
     }
 
     /// Two key pairs sharing the checked keys give the DHs an unshared check gives, a
@@ -242,7 +277,7 @@ mod tests {
     fn checked_keys_are_shared_and_bounded() {
         use crate::sign::KeyPair;
         let checked = Arc::new(Mutex::new(CheckedKeys::default()));
-        let (mut a, mut b) = (EdDh::new(checked.clone()), EdDh::new(checked.clone()));
+        let (mut a, mut b) = (EdDh::new(checked.clone(), None), EdDh::new(checked.clone(), None));
         a.set(&[1; 32]);
         b.set(&[2; 32]);
         let remotes: Vec<[u8; 32]> =

@@ -7,7 +7,7 @@ use snow::{Builder, HandshakeState};
 
 use super::resolver::TernResolver;
 use super::{HandshakeError, HandshakeResult};
-use crate::sign::PublicKey;
+use crate::sign::{KeyPair, PublicKey};
 
 /// Noise limits every handshake message to 65535 bytes (spec §9.3).
 pub const MAX_MESSAGE_LEN: usize = 65535;
@@ -54,7 +54,7 @@ impl Session {
     pub(crate) fn new(
         pattern: Pattern,
         initiator: bool,
-        static_seed: &[u8; 32],
+        static_key: &KeyPair,
         remote_static: Option<&PublicKey>,
         ephemeral_seed: &[u8; 32],
         prologue: &[u8],
@@ -64,7 +64,9 @@ impl Session {
         // snow's SymmetricState::initialize hashes `params.name`; this is what makes the
         // handshake hash match noise-handshake (checked by the noise-ik vector's trace).
         params.name = pattern.wire_name().to_owned();
-        let resolver = Box::new(TernResolver::new(ephemeral_seed));
+        let static_seed = static_key.seed();
+        let local_public_key = static_key.public_key();
+        let resolver = Box::new(TernResolver::new(ephemeral_seed, static_seed, &local_public_key));
         let mut builder = Builder::with_resolver(params, resolver)
             .local_private_key(static_seed)
             .and_then(|b| b.prologue(prologue))
@@ -74,9 +76,6 @@ impl Session {
         }
         let hs = if initiator { builder.build_initiator() } else { builder.build_responder() }
             .map_err(|_| HandshakeError::Setup)?;
-        let local_public_key = PublicKey(
-            ed25519_dalek::SigningKey::from_bytes(static_seed).verifying_key().to_bytes(),
-        );
         Ok(Self { hs, initiator, local_public_key, poisoned: false })
     }
 

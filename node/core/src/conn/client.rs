@@ -101,7 +101,7 @@ impl Connections {
         let stream = self.alloc_stream_id();
         let ephemeral = self.ephemerals.next();
         let Ok(mut initiator) =
-            IkInitiator::new(key_pair.seed(), &PublicKey(*public_key), &ephemeral)
+            IkInitiator::with_key_pair(key_pair, &PublicKey(*public_key), &ephemeral)
         else {
             return self.fail(op, ConnectError::Local("invalid public key"));
         };

@@ -216,7 +216,7 @@ impl Connections {
         self.next_slot += 1;
         let slot = self.next_slot;
         let listener = self.listeners.get_mut(target)?;
-        let mut responder = IkResponder::new(listener.key_pair.seed(), &ephemeral).ok()?;
+        let mut responder = IkResponder::with_key_pair(&listener.key_pair, &ephemeral).ok()?;
         let (remote_key, remote_payload) = responder.read_message_1(noise).ok()?;
         let remote = payload::decode(&remote_payload)?;
         if let Some(firewall) = listener.firewall.as_mut()
