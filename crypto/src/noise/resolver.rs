@@ -12,15 +12,14 @@
 //! it a [`SeedRng`] holding the caller's 32-byte ephemeral seed, which serves one 32-byte draw
 //! and then fails, so a handshake can never silently reuse or invent randomness.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use blake2::{Blake2b512, Digest};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
-
-use std::sync::{Arc, Mutex, PoisonError};
-
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::dh::{RemotePoint, dh_scalar, ed25519_dh_point};
 use crate::sign::PublicKey;
