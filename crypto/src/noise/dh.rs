@@ -99,15 +99,10 @@ pub fn ed25519_dh_point(scalar: &[u8; 32], remote: &RemotePoint) -> Result<[u8; 
     Ok(shared.compress().to_bytes())
 }
 
-/// `compress(scalar · P)` for an already clamped `scalar` and the remote Ed25519 public key
-/// `remote`, with libsodium's input checks.
-pub fn ed25519_dh_scalar(scalar: &[u8; 32], remote: &[u8; 32]) -> Result<[u8; 32], DhError> {
-    ed25519_dh_point(scalar, &RemotePoint::new(remote)?)
-}
-
-/// Ed25519 DH from a 32-byte seed (see the module docs).
+/// Ed25519 DH from a 32-byte seed and the remote public key, with libsodium's input checks
+/// (see the module docs).
 pub fn ed25519_dh(seed: &[u8; 32], remote: &[u8; 32]) -> Result<[u8; 32], DhError> {
-    ed25519_dh_scalar(&dh_scalar(seed), remote)
+    ed25519_dh_point(&dh_scalar(seed), &RemotePoint::new(remote)?)
 }
 
 #[cfg(test)]
