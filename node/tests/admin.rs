@@ -152,6 +152,7 @@ fn health_metrics_and_json_logs() {
         "tern_udx_retransmits_total",
         "tern_udx_loss_events_total",
         "tern_udx_flow_control_total",
+        "tern_udx_held_bytes",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing:\n{metrics}");
     }

@@ -92,6 +92,9 @@ pub struct Udx {
     last_now: u64,
     /// Counters of the streams that closed ([`Udx::totals`]).
     closed_totals: UdxTotals,
+    /// Out-of-order bytes all streams hold (each stream's `held_cost`), against
+    /// `UdxConfig::max_held_total`.
+    held_total: usize,
 }
 
 /// One stream's counters, as summed into [`UdxTotals`].
@@ -105,6 +108,7 @@ fn counters(s: &Stream) -> UdxTotals {
         fast_recoveries: s.send.fast_recoveries,
         zero_window_probes: s.zero_window_probes,
         packets_refused: s.packets_refused,
+        held_bytes: s.recv.held_cost() as u64,
     }
 }
 
@@ -124,6 +128,7 @@ impl Udx {
             pending_raw: VecDeque::new(),
             last_now: 0,
             closed_totals: UdxTotals::default(),
+            held_total: 0,
         }
     }
 
@@ -254,7 +259,8 @@ impl Udx {
                 self.events.push(UdxEvent::Connected { id, socket, remote: from });
             }
         }
-        self.after(now, id, tx, |s, now, tx, ev| s.on_packet(now, &pkt, tx, ev));
+        let held_room = self.cfg.max_held_total.saturating_sub(self.held_total);
+        self.after(now, id, tx, |s, now, tx, ev| s.on_packet(now, &pkt, held_room, tx, ev));
         true
     }
 
@@ -304,7 +310,12 @@ impl Udx {
         f: impl FnOnce(&mut Stream, u64, &mut TxQueue, &mut Events) -> Option<CloseReason>,
     ) {
         let Some(s) = self.streams.get_mut(&id) else { return };
-        if let Some(reason) = f(s, now, tx, &mut self.events) {
+        let held_before = s.recv.held_cost();
+        let closing = f(s, now, tx, &mut self.events);
+        // Out-of-order bytes change only here (packets in, gaps filled); `close` then
+        // returns whatever the stream still held.
+        self.held_total = self.held_total - held_before + s.recv.held_cost();
+        if let Some(reason) = closing {
             self.close(id, reason);
             return;
         }
@@ -349,7 +360,9 @@ impl Udx {
 
     fn close(&mut self, id: u32, reason: CloseReason) {
         let Some(s) = self.streams.remove(&id) else { return };
-        self.closed_totals.accumulate(&counters(&s));
+        self.held_total -= s.recv.held_cost();
+        // A closed stream's held bytes are freed: they leave the gauge.
+        self.closed_totals.accumulate(&UdxTotals { held_bytes: 0, ..counters(&s) });
         if reason == CloseReason::Clean
             && let Some(remote) = s.remote
             && self.lingering.len() < self.cfg.max_streams
@@ -638,6 +651,12 @@ impl Udx {
             zero_window_probes: s.zero_window_probes,
             packets_refused: s.packets_refused,
         })
+    }
+
+    /// Out-of-order bytes (with their bookkeeping charge) held across all streams:
+    /// never more than `UdxConfig::max_held_total`.
+    pub fn held_bytes(&self) -> usize {
+        self.held_total
     }
 
     /// Transport counters over every stream this engine had: the closed ones' sums plus

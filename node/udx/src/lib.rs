@@ -41,6 +41,12 @@ pub struct UdxConfig {
     /// In-order bytes not yet read plus out-of-order bytes held, per stream. Also the
     /// receive window we advertise (capped at udx-native's 4194304).
     pub recv_buffer: usize,
+    /// Out-of-order bytes held across all streams of the engine (with a per-packet
+    /// bookkeeping charge). Past it a packet that does not fill its stream's gap is
+    /// refused, as for a full receive buffer, and the sender retransmits it later. Held
+    /// bytes are the one thing peers can park that no reader can consume: without this
+    /// bound `max_streams` peers could each hold a whole `recv_buffer` of them.
+    pub max_held_total: usize,
     /// The MTU every stream starts with (IP packet size; libudx: 1200).
     pub base_mtu: u16,
     /// The largest MTU probing may reach (libudx: 1500).
@@ -53,6 +59,7 @@ impl Default for UdxConfig {
             max_streams: 65_536,
             send_buffer: 4 << 20,
             recv_buffer: 4 << 20,
+            max_held_total: 256 << 20,
             base_mtu: 1200,
             max_mtu: 1500,
         }
@@ -227,6 +234,9 @@ pub struct UdxTotals {
     pub zero_window_probes: u64,
     /// See [`StreamStats::packets_refused`].
     pub packets_refused: u64,
+    /// Out-of-order bytes the live streams hold now, with their bookkeeping charge (a
+    /// gauge, against `UdxConfig::max_held_total`; closed streams add nothing).
+    pub held_bytes: u64,
 }
 
 impl UdxTotals {
@@ -241,6 +251,7 @@ impl UdxTotals {
             fast_recoveries,
             zero_window_probes,
             packets_refused,
+            held_bytes,
         } = other;
         self.bytes_sent += bytes_sent;
         self.bytes_received += bytes_received;
@@ -250,5 +261,6 @@ impl UdxTotals {
         self.fast_recoveries += fast_recoveries;
         self.zero_window_probes += zero_window_probes;
         self.packets_refused += packets_refused;
+        self.held_bytes += held_bytes;
     }
 }

@@ -154,8 +154,22 @@ impl Recv {
         self.buf.len()
     }
 
-    /// Takes a DATA and/or END packet with sequence number `seq`.
-    pub(crate) fn accept(&mut self, seq: u32, flags: u8, payload: &[u8]) -> Accept {
+    /// Out-of-order bytes held, with their bookkeeping charge (what counts against the
+    /// engine's `max_held_total`).
+    pub(crate) fn held_cost(&self) -> usize {
+        self.held_cost
+    }
+
+    /// Takes a DATA and/or END packet with sequence number `seq`. `held_room` is what the
+    /// engine still lets all its streams hold out of order; the packet that fills the gap
+    /// needs none of it.
+    pub(crate) fn accept(
+        &mut self,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+        held_room: usize,
+    ) -> Accept {
         let flags = flags & (UDX_DATA | UDX_END);
         let d = seq_diff(seq, self.ack);
         if d < 0 || self.remote_end.is_some() {
@@ -185,7 +199,7 @@ impl Recv {
             return Accept::Duplicate;
         }
         let cost = data.len() + OOO_ENTRY_COST;
-        if self.used() + cost > self.cap {
+        if self.used() + cost > self.cap || cost > held_room {
             return Accept::Dropped;
         }
         self.held_cost += cost;
@@ -280,43 +294,59 @@ mod tests {
     #[test]
     fn reorders_and_sacks() {
         let mut r = Recv::new(1 << 20);
-        assert_eq!(r.accept(1, UDX_DATA, b"b"), Accept::Buffered);
-        assert_eq!(r.accept(2, UDX_DATA, b"c"), Accept::Buffered);
-        assert_eq!(r.accept(4, UDX_END, b""), Accept::Buffered);
+        assert_eq!(r.accept(1, UDX_DATA, b"b", usize::MAX), Accept::Buffered);
+        assert_eq!(r.accept(2, UDX_DATA, b"c", usize::MAX), Accept::Buffered);
+        assert_eq!(r.accept(4, UDX_END, b"", usize::MAX), Accept::Buffered);
         let mut s = [0u8; 64];
         let n = r.write_sacks(&mut s);
         assert_eq!(n, 16);
         assert_eq!(s[..16], [1, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0]);
-        assert_eq!(r.accept(0, UDX_DATA, b"a"), Accept::Advanced);
+        assert_eq!(r.accept(0, UDX_DATA, b"a", usize::MAX), Accept::Advanced);
         assert_eq!(r.ack, 3);
-        assert_eq!(r.accept(3, UDX_DATA, b"d"), Accept::Advanced);
+        assert_eq!(r.accept(3, UDX_DATA, b"d", usize::MAX), Accept::Advanced);
         assert_eq!(r.remote_end, Some(4));
         assert_eq!(r.ack, 5);
         let mut out = [0u8; 8];
         assert_eq!(r.read(&mut out), 4);
         assert_eq!(&out[..4], b"abcd");
-        assert_eq!(r.accept(1, UDX_DATA, b"b"), Accept::Duplicate);
+        assert_eq!(r.accept(1, UDX_DATA, b"b", usize::MAX), Accept::Duplicate);
     }
 
     #[test]
     fn the_gap_filler_gets_in_when_held_data_fills_the_buffer() {
         let mut r = Recv::new(10_000);
         let mut seq = 1;
-        while r.accept(seq, UDX_DATA, &[1; 1000]) == Accept::Buffered {
+        while r.accept(seq, UDX_DATA, &[1; 1000], usize::MAX) == Accept::Buffered {
             seq += 1;
         }
         assert!(r.used() + 1000 > 10_000, "held data filled the buffer");
-        assert_eq!(r.accept(0, UDX_DATA, &[0; 1000]), Accept::Advanced);
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 1000], usize::MAX), Accept::Advanced);
         assert_eq!(r.ack, seq);
         assert!(r.used() <= 2 * 10_000);
         // With the readable part full, an in-order packet waits for the reader.
         let mut r = Recv::new(2_000);
-        assert_eq!(r.accept(0, UDX_DATA, &[0; 1500]), Accept::Advanced);
-        assert_eq!(r.accept(2, UDX_DATA, &[0; 100]), Accept::Buffered);
-        assert_eq!(r.accept(1, UDX_DATA, &[0; 1000]), Accept::Dropped);
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 1500], usize::MAX), Accept::Advanced);
+        assert_eq!(r.accept(2, UDX_DATA, &[0; 100], usize::MAX), Accept::Buffered);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 1000], usize::MAX), Accept::Dropped);
         let mut out = [0u8; 1500];
         assert_eq!(r.read(&mut out), 1500);
-        assert_eq!(r.accept(1, UDX_DATA, &[0; 1000]), Accept::Advanced);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 1000], usize::MAX), Accept::Advanced);
+    }
+
+    #[test]
+    fn the_engines_held_room_bounds_out_of_order_data_but_not_the_gap_filler() {
+        let mut r = Recv::new(1 << 20);
+        let cost = 1000 + OOO_ENTRY_COST;
+        assert_eq!(r.accept(1, UDX_DATA, &[1; 1000], cost), Accept::Buffered);
+        assert_eq!(r.held_cost(), cost);
+        // The engine has no room left: held data is refused, however much this stream's
+        // own buffer could take.
+        assert_eq!(r.accept(2, UDX_DATA, &[2; 1000], cost - 1), Accept::Dropped);
+        assert_eq!(r.accept(2, UDX_DATA, &[2; 1000], 0), Accept::Dropped);
+        // The packet that fills the gap needs no room, and releases what was held.
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 1000], 0), Accept::Advanced);
+        assert_eq!(r.held_cost(), 0);
+        assert_eq!(r.readable(), 2000);
     }
 
     #[test]
@@ -324,13 +354,13 @@ mod tests {
         let mut r = Recv::new(10_000);
         let mut buffered = 0;
         for seq in 1..100_000u32 {
-            if r.accept(seq, UDX_DATA, &[0; 100]) == Accept::Buffered {
+            if r.accept(seq, UDX_DATA, &[0; 100], usize::MAX) == Accept::Buffered {
                 buffered += 1;
             }
         }
         assert!(r.used() <= 10_000);
         assert!(buffered < 100);
-        assert_eq!(r.accept(70_000, UDX_DATA, b""), Accept::Dropped);
+        assert_eq!(r.accept(70_000, UDX_DATA, b"", usize::MAX), Accept::Dropped);
     }
 
     /// A sink that holds at most `room` bytes.
@@ -358,9 +388,9 @@ mod tests {
     #[test]
     fn a_window_smaller_than_a_packet_is_advertised_closed() {
         let mut r = Recv::new(10_000);
-        assert_eq!(r.accept(0, UDX_DATA, &[0; 8_000]), Accept::Advanced);
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 8_000], usize::MAX), Accept::Advanced);
         assert_eq!(r.rwnd(), 2_000, "a whole packet still fits");
-        assert_eq!(r.accept(1, UDX_DATA, &[0; 500]), Accept::Advanced);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 500], usize::MAX), Accept::Advanced);
         assert_eq!(r.rwnd(), 0, "1500 bytes free: a full packet would be refused");
         let mut out = [0u8; 600];
         assert_eq!(r.read(&mut out), 600);
@@ -368,9 +398,9 @@ mod tests {
         // A tiny buffer still opens: the threshold is at most half of it.
         let mut r = Recv::new(1_000);
         assert_eq!(r.rwnd(), 1_000);
-        assert_eq!(r.accept(0, UDX_DATA, &[0; 400]), Accept::Advanced);
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 400], usize::MAX), Accept::Advanced);
         assert_eq!(r.rwnd(), 600);
-        assert_eq!(r.accept(1, UDX_DATA, &[0; 200]), Accept::Advanced);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 200], usize::MAX), Accept::Advanced);
         assert_eq!(r.rwnd(), 0);
     }
 
@@ -379,21 +409,21 @@ mod tests {
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut r = Recv::new(10_000);
         r.set_sink(Box::new(Sink { got: got.clone(), room: 5 }));
-        assert_eq!(r.accept(1, UDX_DATA, b"cd"), Accept::Buffered);
-        assert_eq!(r.accept(0, UDX_DATA, b"ab"), Accept::Advanced);
+        assert_eq!(r.accept(1, UDX_DATA, b"cd", usize::MAX), Accept::Buffered);
+        assert_eq!(r.accept(0, UDX_DATA, b"ab", usize::MAX), Accept::Advanced);
         assert!(r.take_sunk());
         assert!(!r.take_sunk());
         // "ab" and "cd" went to the sink; "ef" does not fit and waits here, and so does
         // "g" behind it although it would fit: the sink never gets bytes out of order.
-        assert_eq!(r.accept(2, UDX_DATA, b"ef"), Accept::Advanced);
-        assert_eq!(r.accept(3, UDX_DATA, b"g"), Accept::Advanced);
+        assert_eq!(r.accept(2, UDX_DATA, b"ef", usize::MAX), Accept::Advanced);
+        assert_eq!(r.accept(3, UDX_DATA, b"g", usize::MAX), Accept::Advanced);
         assert_eq!(&*got.lock().unwrap(), b"abcd");
         // The sink's bytes count against the window too.
         assert_eq!((r.readable(), r.rwnd()), (3, 10_000 - 7));
         let mut out = [0u8; 8];
         assert_eq!(r.read(&mut out), 3);
         assert_eq!(&out[..3], b"efg");
-        assert_eq!(r.accept(4, UDX_DATA, b"h"), Accept::Advanced);
+        assert_eq!(r.accept(4, UDX_DATA, b"h", usize::MAX), Accept::Advanced);
         assert_eq!(&*got.lock().unwrap(), b"abcdh");
         assert_eq!(r.readable(), 0);
     }

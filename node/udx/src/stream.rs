@@ -175,11 +175,13 @@ impl Stream {
         })
     }
 
-    /// Processes one packet addressed to this (connected, non-relaying) stream.
+    /// Processes one packet addressed to this (connected, non-relaying) stream;
+    /// `held_room` is what the engine still lets its streams hold out of order.
     pub(crate) fn on_packet(
         &mut self,
         now: u64,
         pkt: &UdxPacket<'_>,
+        held_room: usize,
         tx: &mut TxQueue,
         ev: &mut Events,
     ) -> Option<CloseReason> {
@@ -195,7 +197,7 @@ impl Stream {
             answer = true;
             // Bytes a sink took are announced at the end of the batch (`end_batch`: one
             // flush and one event for all the batch's packets); bytes buffered here at once.
-            let accepted = self.recv.accept(h.seq, t, payload);
+            let accepted = self.recv.accept(h.seq, t, payload, held_room);
             if accepted == Accept::Dropped {
                 self.packets_refused += 1;
             }

@@ -11,6 +11,9 @@ use tern_base::{SocketId, Timestamp, TxQueue};
 use tern_udx::{Udx, UdxConfig, UdxEvent};
 
 const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9);
+/// Out-of-order bytes the three streams may hold between them (each alone may hold its
+/// whole receive buffer).
+const HELD_BUDGET: usize = 24 * 1024;
 
 fn header(t: u8, off: u8, id: u32, rwnd: u32, seq: u32, ack: u32, body: &[u8]) -> Vec<u8> {
     let mut d = vec![0xff, 0x01, t, off];
@@ -22,7 +25,12 @@ fn header(t: u8, off: u8, id: u32, rwnd: u32, seq: u32, ack: u32, body: &[u8]) -
 }
 
 fn engine(recv_buffer: usize) -> (Udx, TxQueue) {
-    let cfg = UdxConfig { recv_buffer, send_buffer: 64 * 1024, ..UdxConfig::default() };
+    let cfg = UdxConfig {
+        recv_buffer,
+        send_buffer: 64 * 1024,
+        max_held_total: HELD_BUDGET,
+        ..UdxConfig::default()
+    };
     let mut u = Udx::new(cfg);
     let mut tx = TxQueue::new(32);
     let now = Timestamp::ZERO;
@@ -73,6 +81,7 @@ proptest! {
             let d = header(ty, off, id, rwnd, seq, ack, &body[..len]);
             prop_assert!(u.handle_datagram(now, SocketId::SERVER, PEER, &d, &mut tx) || !u.contains(id));
             prop_assert!(tx.len() <= 32);
+            prop_assert!(u.held_bytes() <= HELD_BUDGET);
             tx.clear();
             if u.poll_timeout() <= now {
                 u.handle_timeout(now, &mut tx);
@@ -95,5 +104,12 @@ proptest! {
             }
             prop_assert!(messages <= 4096);
         }
+        // Every stream's share goes back when it closes (the count would underflow, and
+        // panic in this debug build, if any were returned twice).
+        for id in 1..=3 {
+            u.destroy(Timestamp::from_nanos(t), id, &mut tx);
+            tx.clear();
+        }
+        prop_assert_eq!(u.held_bytes(), 0);
     }
 }

@@ -151,6 +151,11 @@ pub fn render(observed: &Observed) -> String {
         "counter",
         "UDX flow control, by kind: zero_window_probe (the peer's window was closed), refused (DATA packets we had no room for).",
     );
+    let mut udx_held = Family::new(
+        "tern_udx_held_bytes",
+        "gauge",
+        "Out-of-order UDX bytes held for live streams, against the engine's max_held_total (past it, packets that do not fill a gap are refused).",
+    );
     let mut early = Family::new(
         "tern_early_packets_total",
         "counter",
@@ -275,6 +280,7 @@ pub fn render(observed: &Observed) -> String {
         }
         udx_flow.add(format!("{l},kind=\"zero_window_probe\""), u.zero_window_probes);
         udx_flow.add(format!("{l},kind=\"refused\""), u.packets_refused);
+        udx_held.add(l.clone(), u.held_bytes);
         for (reason, v) in [
             ("too_short", r.too_short),
             ("port_zero", r.port_zero),
@@ -358,6 +364,7 @@ pub fn render(observed: &Observed) -> String {
         &udx_retransmits,
         &udx_loss,
         &udx_flow,
+        &udx_held,
         &shard_requests,
         &shard_cpu,
         &shard_queue,
