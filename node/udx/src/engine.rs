@@ -108,7 +108,8 @@ fn counters(s: &Stream) -> UdxTotals {
         fast_recoveries: s.send.fast_recoveries,
         zero_window_probes: s.zero_window_probes,
         packets_refused: s.packets_refused,
-        held_bytes: s.recv.held_cost() as u64,
+        // A gauge, not a counter: `Udx::totals` sets it from the engine's own sum.
+        held_bytes: 0,
     }
 }
 
@@ -361,8 +362,7 @@ impl Udx {
     fn close(&mut self, id: u32, reason: CloseReason) {
         let Some(s) = self.streams.remove(&id) else { return };
         self.held_total -= s.recv.held_cost();
-        // A closed stream's held bytes are freed: they leave the gauge.
-        self.closed_totals.accumulate(&UdxTotals { held_bytes: 0, ..counters(&s) });
+        self.closed_totals.accumulate(&counters(&s));
         if reason == CloseReason::Clean
             && let Some(remote) = s.remote
             && self.lingering.len() < self.cfg.max_streams
@@ -666,6 +666,7 @@ impl Udx {
         for s in self.streams.values() {
             t.accumulate(&counters(s));
         }
+        t.held_bytes = self.held_total as u64;
         t
     }
 
