@@ -9,17 +9,17 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use tern_base::{SocketId, Timestamp, TxQueue};
 use tern_udx::{Udx, UdxConfig};
+use tern_wire::Encode;
+use tern_wire::udx::{UDX_DATA, UdxHeader};
 
 const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9);
 const STREAMS: u32 = 16;
 const BUDGET: usize = 200_000;
 
-/// A DATA packet from the peer of stream `id` (the peer's id is `id + 1000`).
+/// A DATA packet from the peer of stream `id`, with a wide-open window.
 fn data(id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
-    let mut d = vec![0xff, 0x01, 0x01, 0x00];
-    for x in [id, 1 << 20, seq, 0] {
-        d.extend_from_slice(&x.to_le_bytes());
-    }
+    let header = UdxHeader { type_flags: UDX_DATA, data_offset: 0, id, rwnd: 1 << 20, seq, ack: 0 };
+    let mut d = header.to_vec();
     d.extend_from_slice(body);
     d
 }
