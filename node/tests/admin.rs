@@ -148,6 +148,8 @@ fn health_metrics_and_json_logs() {
         "tern_holepunches_total",
         "tern_holepunch_probes_total",
         "tern_handshakes_refused_total",
+        "tern_connections_refused_total",
+        "tern_connections_served",
         "tern_udx_bytes_total",
         "tern_udx_retransmits_total",
         "tern_udx_loss_events_total",

@@ -79,12 +79,18 @@ fn c1_tern_client_to_tern_server_echo_4_mib() {
     assert_eq!(stream.remote_public_key(), *server_kp.public_key().as_bytes());
     assert!(stream.is_initiator());
     let client_hash = stream.handshake_hash();
+    // The server counts the open connection against its connection limits ...
+    let served = |dht: &Dht| dht.stats().wait().unwrap().conn.served;
+    assert_eq!(served(&net.server), 1);
     let data = pattern(4 << 20);
     let back = round_trip(stream, &data);
     assert_eq!(back.len(), data.len(), "every byte came back");
     assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "intact and in order");
     let (_server, server_hash) = accept.join().unwrap();
     assert_eq!(client_hash, server_hash, "both ends agree on the handshake hash");
+    // ... and frees the place once both sides ended and the stream closed.
+    assert!(eventually(Duration::from_secs(10), || served(&net.server) == 0));
+    assert_eq!(served(&net.client), 0, "a client's own connects are not counted");
 }
 
 #[test]
@@ -176,6 +182,9 @@ fn c4_a_server_sharded_over_two_cores_serves_connections() {
         assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "key {i}: intact and in order");
         let _server = accept.join().unwrap();
     }
+    // Every shard released the places of its closed connections (the stats sum them).
+    let served = || sharded.stats().wait().unwrap().conn.served;
+    assert!(eventually(Duration::from_secs(10), || served() == 0), "{} still served", served());
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //! unlimited inbound handshakes exhaust a server). Every message is a real first Noise IK
 //! message with its own ephemeral key, so each would cost the server three Diffie-Hellman
 //! operations and a stream: one client IP gets at most `max_handshakes_per_ip` answers per
-//! 10 s window, other IPs are unaffected, and the window frees up again.
+//! 10 s window, other IPs are unaffected, and the window frees up again. And the
+//! connections a flood leaves open: one client IP holds at most `max_connections_per_ip`
+//! of them and the node at most `max_connections`, each place freed when its stream
+//! closes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use tern_base::{SocketId, Timestamp, TxQueue};
-use tern_core::{ConnConfig, Node, NodeCommand, NodeConfig};
+use tern_core::{ConnConfig, ConnEvent, Node, NodeCommand, NodeConfig, NodeEvent};
 use tern_crypto::noise::IkInitiator;
 use tern_crypto::{KeyPair, PublicKey, hash32};
 use tern_rpc::RpcConfig;
@@ -95,4 +98,89 @@ fn one_ip_cannot_flood_a_server_with_handshakes() {
     now = now + Duration::from_secs(11);
     node.handle_timeout(now, &mut tx);
     assert!(answered_to(&mut node, now, attacker, 5000), "the window frees up");
+}
+
+/// The streams of the connections established since the last call.
+fn new_connections(node: &mut Node) -> Vec<u32> {
+    let mut streams = Vec::new();
+    while let Some(e) = node.poll_event() {
+        if let NodeEvent::Conn(ConnEvent::Connection(c)) = e {
+            streams.push(c.stream);
+        }
+    }
+    streams
+}
+
+#[test]
+fn one_ip_holds_at_most_its_share_of_open_connections() {
+    let (per_ip, total) = (8u32, 12usize);
+    let conn = ConnConfig {
+        max_connections_per_ip: per_ip,
+        max_connections: total,
+        keepalive: None,
+        ..ConnConfig::default()
+    };
+    let rpc = RpcConfig { public_addr: Some(SERVER), ..RpcConfig::default() };
+    let config = NodeConfig { rpc, conn, ..NodeConfig::default() };
+    let mut now = Timestamp::ZERO;
+    let mut node = Node::new(config, now, 1, [7; 32]);
+    node.set_server_port(SERVER.port());
+    let mut tx = TxQueue::new(4096);
+    let server = KeyPair::from_seed(&[42; 32]);
+    let public = server.public_key();
+    node.handle_command(now, NodeCommand::Listen { key_pair: server, firewall: None }, &mut tx);
+
+    let mut n = 0u32;
+    let mut attempt = |node: &mut Node, now: Timestamp, from: SocketAddrV4| {
+        n += 1;
+        let mut tx = TxQueue::new(4096);
+        let msg = handshake(&public, from.ip().octets()[3], n, n as u16);
+        node.handle_datagram(now, SocketId::SERVER, from, &msg, &mut tx);
+        tx.iter().any(|(m, b)| m.dest == from && b.first() == Some(&0x13))
+    };
+
+    let attacker = SocketAddrV4::new(Ipv4Addr::new(10, 6, 6, 6), 4000);
+    let answered = (0..50).filter(|_| attempt(&mut node, now, attacker)).count();
+    assert_eq!(answered, per_ip as usize, "one IP gets its share of connections, no more");
+    let stats = node.stats().conn;
+    assert_eq!(stats.connections_refused, 50 - u64::from(per_ip));
+    assert_eq!(stats.served, u64::from(per_ip));
+    let attacker_streams = new_connections(&mut node);
+    assert_eq!(attacker_streams.len(), per_ip as usize);
+
+    // Past the handshake de-duplication window the attacker is still held to its share:
+    // the limit counts open connections, not recent handshakes.
+    now = now + Duration::from_secs(11);
+    node.handle_timeout(now, &mut tx);
+    assert!(!attempt(&mut node, now, attacker), "still at its share");
+
+    // Another client gets what is left of the node's total, then nothing.
+    let other = SocketAddrV4::new(Ipv4Addr::new(10, 7, 7, 7), 4000);
+    let answered = (0..10).filter(|_| attempt(&mut node, now, other)).count();
+    assert_eq!(answered, total - per_ip as usize, "the node-wide limit");
+    assert_eq!(node.stats().conn.served, total as u64);
+    let other_streams = new_connections(&mut node);
+
+    // Loopback clients are exempt from the per-IP share, not from the node's total.
+    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4000);
+    assert!(!attempt(&mut node, now, local), "the node is full");
+
+    // A closed connection frees its place: the attacker may open one more, not two.
+    node.connections().udx().destroy(now, attacker_streams[0], &mut tx);
+    node.flush_events(now, &mut tx);
+    assert_eq!(node.stats().conn.served, total as u64 - 1);
+    assert!(attempt(&mut node, now, attacker), "the freed place is usable");
+    assert!(!attempt(&mut node, now, attacker), "but only the one");
+
+    // Closing everything returns every place.
+    let mut all = attacker_streams[1..].to_vec();
+    all.extend(other_streams);
+    all.extend(new_connections(&mut node));
+    for id in all {
+        node.connections().udx().destroy(now, id, &mut tx);
+    }
+    node.flush_events(now, &mut tx);
+    assert_eq!(node.stats().conn.served, 0);
+    let answered = (0..10).filter(|_| attempt(&mut node, now, local)).count();
+    assert_eq!(answered, 10, "loopback is not held to the per-IP share");
 }

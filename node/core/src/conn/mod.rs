@@ -108,6 +108,17 @@ pub struct ConnConfig {
     /// clients are exempt (local load generators and tests, like the rpc rate limit's
     /// `exempt_loopback`).
     pub max_handshakes_per_ip: u32,
+    /// Connections accepted by this node's listeners and open at once (each holds a UDX
+    /// stream and, while its application reads slowly, up to a few MiB of buffers).
+    /// Beyond it new handshakes go unanswered, as for a rejected client. It keeps part of
+    /// the UDX stream table (`UdxConfig::max_streams`) for our own connects.
+    pub max_connections: usize,
+    /// Of those, connections from one client IP (as the client's address is known: the
+    /// packet's source, or the relay's word for a relayed handshake). Without it one host
+    /// could take the whole table, locking every other client out, and park a connection's
+    /// buffers in each. Loopback clients are exempt, as for `max_handshakes_per_ip`.
+    /// Counted per shard, like the handshake limit.
+    pub max_connections_per_ip: u32,
     /// Heartbeat interval of idle connections (hyperdht's `connectionKeepAlive`, 5 s,
     /// which it sends as empty secret-stream messages; tern sends UDX heartbeats, which
     /// the peer acknowledges the same way). `None` turns it off.
@@ -129,6 +140,8 @@ impl Default for ConnConfig {
             connect_timeout: Duration::from_secs(20),
             first_packet_timeout: Duration::from_secs(10),
             max_handshakes_per_ip: 1024,
+            max_connections: 32_768,
+            max_connections_per_ip: 256,
             keepalive: Some(Duration::from_secs(5)),
             lan: true,
         }
@@ -152,6 +165,11 @@ pub struct ConnStats {
     pub probes_received: u64,
     /// Handshakes left unanswered because their client IP reached its limit.
     pub handshakes_refused: u64,
+    /// Handshakes left unanswered because the node, or their client IP, had as many
+    /// connections open as allowed (`max_connections`, `max_connections_per_ip`).
+    pub connections_refused: u64,
+    /// Connections accepted by listeners and open now (a gauge).
+    pub served: u64,
     /// UDX packets that arrived for a connecting stream before its handshake reply and
     /// were handed to it once it existed (see `early`; each would have cost a second).
     pub early_packets: u64,
@@ -178,6 +196,8 @@ impl ConnStats {
             probes_sent,
             probes_received,
             handshakes_refused,
+            connections_refused,
+            served,
             early_packets,
             lan_pings,
             lan_connects,
@@ -192,6 +212,8 @@ impl ConnStats {
         self.probes_sent += probes_sent;
         self.probes_received += probes_received;
         self.handshakes_refused += handshakes_refused;
+        self.connections_refused += connections_refused;
+        self.served += served;
         self.early_packets += early_packets;
         self.lan_pings += lan_pings;
         self.lan_connects += lan_connects;
@@ -245,6 +267,11 @@ pub struct Connections {
     answered_order: VecDeque<([u8; 32], Timestamp)>,
     /// Live `answered` entries per client IP (the per-IP handshake limit).
     answered_per_ip: HashMap<std::net::Ipv4Addr, u32>,
+    /// Streams of connections our listeners accepted, from set-up until their `Closed`
+    /// event, with the client's IP (the connection limits).
+    served: HashMap<u32, std::net::Ipv4Addr>,
+    /// `served` entries per client IP.
+    served_per_ip: HashMap<std::net::Ipv4Addr, u32>,
     /// Accepted by a listener inside the rpc handler; streams are set up right after.
     accepted: Vec<server::Accepted>,
     awaiting: HashMap<u32, Awaiting>,
@@ -298,6 +325,8 @@ impl Connections {
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
             answered_per_ip: HashMap::new(),
+            served: HashMap::new(),
+            served_per_ip: HashMap::new(),
             accepted: Vec::new(),
             awaiting: HashMap::new(),
             awaiting_order: VecDeque::new(),
@@ -338,7 +367,7 @@ impl Connections {
 
     /// Counters.
     pub fn stats(&self) -> ConnStats {
-        ConnStats { udx: self.udx.totals(), ..self.stats }
+        ConnStats { udx: self.udx.totals(), served: self.served.len() as u64, ..self.stats }
     }
 
     /// Whether [`Connections::poll_event`] or [`Connections::poll_stream_event`] has
@@ -458,6 +487,7 @@ impl Connections {
         if let UdxEvent::Closed { id, .. } = event {
             // A stream that ran on a birthday socket takes the socket with it.
             self.stream_gone(id);
+            self.unserve(id);
         }
         match event {
             UdxEvent::Connected { id, socket, remote } => {

@@ -129,6 +129,10 @@ impl Connections {
                     self.stats.handshakes_refused += 1;
                     return;
                 }
+                if !self.may_serve(ip) {
+                    self.stats.connections_refused += 1;
+                    return;
+                }
                 match self.answer(now, target, hs.noise, client, direct, req.socket, net) {
                     Some(reply) => {
                         self.remember(key, reply.clone(), now, ip);
@@ -163,6 +167,32 @@ impl Connections {
                 }
             }
             Mode::FromServer | Mode::Reply => {}
+        }
+    }
+
+    /// Whether a new connection from `ip` fits the connection limits.
+    fn may_serve(&self, ip: Ipv4Addr) -> bool {
+        self.served.len() < self.config.max_connections
+            && (ip.is_loopback()
+                || self.served_per_ip.get(&ip).copied().unwrap_or(0)
+                    < self.config.max_connections_per_ip)
+    }
+
+    /// Counts the stream of an accepted connection against its client's IP.
+    fn serve(&mut self, stream: u32, ip: Ipv4Addr) {
+        if self.served.insert(stream, ip).is_none() {
+            *self.served_per_ip.entry(ip).or_default() += 1;
+        }
+    }
+
+    /// Releases a stream's place (any stream id; only served ones count).
+    pub(super) fn unserve(&mut self, stream: u32) {
+        let Some(ip) = self.served.remove(&stream) else { return };
+        if let Some(n) = self.served_per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.served_per_ip.remove(&ip);
+            }
         }
     }
 
@@ -257,6 +287,7 @@ impl Connections {
                 (slot, ResponderSeed { listener: listener.id, client, relays, net })
             });
             let listener = listener.id;
+            self.serve(stream, *client.ip());
             self.accepted.push(Accepted {
                 listener,
                 stream,
@@ -272,6 +303,8 @@ impl Connections {
     /// Creates the UDX stream of an accepted handshake.
     pub(super) fn setup_accepted(&mut self, now: Timestamp, a: Accepted, tx: &mut TxQueue) {
         if self.udx.create_stream(now, a.stream).is_err() {
+            // No stream, so no `Closed` event will release its place.
+            self.unserve(a.stream);
             return;
         }
         let origin = Origin::Server(a.listener);

@@ -166,6 +166,16 @@ pub fn render(observed: &Observed) -> String {
         "counter",
         "Incoming handshakes left unanswered: their client IP reached its limit.",
     );
+    let mut connections_refused = Family::new(
+        "tern_connections_refused_total",
+        "counter",
+        "Incoming handshakes left unanswered: the node (max_connections) or their client IP (max_connections_per_ip) had as many connections open as allowed.",
+    );
+    let mut served = Family::new(
+        "tern_connections_served",
+        "gauge",
+        "Connections accepted by this node's listeners and open now.",
+    );
     let mut drops =
         Family::new("tern_drops_total", "counter", "Datagrams or requests dropped, by reason.");
     let mut refused =
@@ -268,6 +278,8 @@ pub fn render(observed: &Observed) -> String {
         probes.add(format!("{l},direction=\"sent\""), c.probes_sent);
         probes.add(format!("{l},direction=\"received\""), c.probes_received);
         handshakes_refused.add(l.clone(), c.handshakes_refused);
+        connections_refused.add(l.clone(), c.connections_refused);
+        served.add(l.clone(), c.served);
         early.add(l.clone(), c.early_packets);
         let u = &c.udx;
         udx_bytes.add(format!("{l},direction=\"sent\""), u.bytes_sent);
@@ -359,6 +371,8 @@ pub fn render(observed: &Observed) -> String {
         &holepunches,
         &probes,
         &handshakes_refused,
+        &connections_refused,
+        &served,
         &early,
         &udx_bytes,
         &udx_retransmits,
