@@ -58,26 +58,44 @@ fn handshake(server: &PublicKey, client: u8, n: u32, tid: u16) -> Vec<u8> {
     req.to_vec()
 }
 
+/// A node at `SERVER` with `conn` limits, listening as the server key pair; returns it
+/// and the server's public key.
+fn listening_node(conn: ConnConfig) -> (Node, PublicKey) {
+    let rpc = RpcConfig { public_addr: Some(SERVER), ..RpcConfig::default() };
+    let config = NodeConfig { rpc, conn, ..NodeConfig::default() };
+    let mut node = Node::new(config, Timestamp::ZERO, 1, [7; 32]);
+    node.set_server_port(SERVER.port());
+    let server = KeyPair::from_seed(&[42; 32]);
+    let public = server.public_key();
+    let command = NodeCommand::Listen { key_pair: server, firewall: None };
+    node.handle_command(Timestamp::ZERO, command, &mut TxQueue::new(4096));
+    (node, public)
+}
+
+/// Sends handshake `n` from `from`; true when the node answered it (the reply is an rpc
+/// response, first byte 0x13, to the requester).
+fn answered_to(
+    node: &mut Node,
+    public: &PublicKey,
+    now: Timestamp,
+    from: SocketAddrV4,
+    n: u32,
+) -> bool {
+    let mut tx = TxQueue::new(4096);
+    let msg = handshake(public, from.ip().octets()[3], n, n as u16);
+    node.handle_datagram(now, SocketId::SERVER, from, &msg, &mut tx);
+    tx.iter().any(|(m, b)| m.dest == from && b.first() == Some(&0x13))
+}
+
 #[test]
 fn one_ip_cannot_flood_a_server_with_handshakes() {
     let limit = 16;
-    let conn = ConnConfig { max_handshakes_per_ip: limit, ..ConnConfig::default() };
-    let rpc = RpcConfig { public_addr: Some(SERVER), ..RpcConfig::default() };
-    let config = NodeConfig { rpc, conn, ..NodeConfig::default() };
+    let (mut node, public) =
+        listening_node(ConnConfig { max_handshakes_per_ip: limit, ..ConnConfig::default() });
     let mut now = Timestamp::ZERO;
-    let mut node = Node::new(config, now, 1, [7; 32]);
-    node.set_server_port(SERVER.port());
     let mut tx = TxQueue::new(4096);
-    let server = KeyPair::from_seed(&[42; 32]);
-    let public = server.public_key();
-    node.handle_command(now, NodeCommand::Listen { key_pair: server, firewall: None }, &mut tx);
-
     let answered_to = |node: &mut Node, now: Timestamp, from: SocketAddrV4, n: u32| {
-        let mut tx = TxQueue::new(4096);
-        let msg = handshake(&public, from.ip().octets()[3], n, n as u16);
-        node.handle_datagram(now, SocketId::SERVER, from, &msg, &mut tx);
-        // The handshake reply is an rpc response (0x13) to the requester.
-        tx.iter().any(|(m, b)| m.dest == from && b.first() == Some(&0x13))
+        answered_to(node, &public, now, from, n)
     };
 
     let attacker = SocketAddrV4::new(Ipv4Addr::new(10, 6, 6, 6), 4000);
@@ -120,23 +138,13 @@ fn one_ip_holds_at_most_its_share_of_open_connections() {
         keepalive: None,
         ..ConnConfig::default()
     };
-    let rpc = RpcConfig { public_addr: Some(SERVER), ..RpcConfig::default() };
-    let config = NodeConfig { rpc, conn, ..NodeConfig::default() };
+    let (mut node, public) = listening_node(conn);
     let mut now = Timestamp::ZERO;
-    let mut node = Node::new(config, now, 1, [7; 32]);
-    node.set_server_port(SERVER.port());
     let mut tx = TxQueue::new(4096);
-    let server = KeyPair::from_seed(&[42; 32]);
-    let public = server.public_key();
-    node.handle_command(now, NodeCommand::Listen { key_pair: server, firewall: None }, &mut tx);
-
     let mut n = 0u32;
     let mut attempt = |node: &mut Node, now: Timestamp, from: SocketAddrV4| {
         n += 1;
-        let mut tx = TxQueue::new(4096);
-        let msg = handshake(&public, from.ip().octets()[3], n, n as u16);
-        node.handle_datagram(now, SocketId::SERVER, from, &msg, &mut tx);
-        tx.iter().any(|(m, b)| m.dest == from && b.first() == Some(&0x13))
+        answered_to(node, &public, now, from, n)
     };
 
     let attacker = SocketAddrV4::new(Ipv4Addr::new(10, 6, 6, 6), 4000);
