@@ -59,6 +59,9 @@ per_second = 50
 max_value_bytes = 1500
 [store.topics]
 max_per_topic = 64
+[conn]
+max_connections_per_ip = 16
+keepalive_ms = 0
 "#;
 
 #[test]
@@ -79,8 +82,13 @@ fn precedence_flags_over_env_over_file_over_defaults() {
     assert_eq!(get(&from_file, "store.topics.max_per_topic").as_integer(), Some(64));
     assert_eq!(get(&from_file, "rpc.rate_limit.per_second").as_integer(), Some(50));
     assert_eq!(get(&from_file, "rpc.rate_limit.burst").as_integer(), Some(2000));
+    assert_eq!(get(&defaults, "conn.max_connections_per_ip").as_integer(), Some(256));
+    assert_eq!(get(&defaults, "conn.keepalive_ms").as_integer(), Some(5000));
+    assert_eq!(get(&from_file, "conn.max_connections_per_ip").as_integer(), Some(16));
+    assert_eq!(get(&from_file, "conn.keepalive_ms").as_integer(), Some(0));
     // Keys the file leaves out keep their defaults.
     assert_eq!(get(&from_file, "store.topics.max_records").as_integer(), Some(65536));
+    assert_eq!(get(&from_file, "conn.max_connections").as_integer(), Some(32768));
 
     let env = [("TERN_CONFIG", file), ("TERN_PORT", "27302"), ("TERN_IO", "uring")];
     let from_env = print(&[], &env);
@@ -121,6 +129,8 @@ fn unknown_keys_and_bad_values_are_refused() {
         ("section.toml", "[nope]\n"),
         // No request carrying a value this large can arrive (2 KiB receive buffers).
         ("value.toml", "[store]\nmax_value_bytes = 16384\n"),
+        ("conn.toml", "[conn]\nmax_connectons = 1\n"),
+        ("timeout.toml", "[conn]\nconnect_timeout_ms = 0\n"),
     ] {
         let file = write_file(name, text);
         let mut cmd = Command::new(TERN);

@@ -5,7 +5,9 @@
 //! serde has already laid over the defaults (`#[serde(default)]`).
 //!
 //! Every limit of a node is a key of the file: `[rpc]` maps onto `RpcConfig`,
-//! `[store]` onto `StoreLimits`, `[node]` onto the driver and process options. The
+//! `[store]` onto `StoreLimits`, `[conn]` onto `ConnConfig` (encrypted connections:
+//! what `tern listen` accepts and `tern connect` starts), `[node]` onto the driver and
+//! process options. The
 //! limits are file-only; the options an operator changes per host (addresses, ports,
 //! bootstrap list, io backend, cores, admin, logging) also have flags and variables.
 //! `tern config print` prints the result as TOML.
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tern::{IoMode, NodeConfig, RpcConfig};
+use tern::{ConnConfig, IoMode, NodeConfig, RpcConfig};
 use tern_dht::StoreLimits;
 use tern_dht::cache::CacheLimits;
 use tern_dht::topics::TopicLimits;
@@ -36,6 +38,8 @@ pub struct Settings {
     pub rpc: RpcSection,
     /// Record store limits (`StoreLimits`).
     pub store: StoreSection,
+    /// Encrypted-connection limits and timers (`ConnConfig`).
+    pub conn: ConnSection,
 }
 
 /// `[node]`: where and how the nodes run.
@@ -168,6 +172,53 @@ impl Default for RpcSection {
                 max_tracked: rate_limit.max_tracked,
                 exempt_loopback: rate_limit.exempt_loopback,
             },
+        }
+    }
+}
+
+/// `[conn]`: every field of `ConnConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnSection {
+    /// Listening key pairs.
+    pub max_listeners: usize,
+    /// Connect operations in flight.
+    pub max_connecting: usize,
+    /// Server-side handshakes remembered for de-duplication.
+    pub max_answered: usize,
+    /// Accepted connections waiting for the client's first packet.
+    pub max_awaiting: usize,
+    /// New handshakes answered per client IP per 10 s (loopback exempt).
+    pub max_handshakes_per_ip: u32,
+    /// Connections our listeners accepted, open at once.
+    pub max_connections: usize,
+    /// Of those, from one client IP (loopback exempt).
+    pub max_connections_per_ip: u32,
+    /// How long a connect may take end to end.
+    pub connect_timeout_ms: u64,
+    /// How long an accepted stream waits for its peer's first packet.
+    pub first_packet_timeout_ms: u64,
+    /// Heartbeat interval of idle connections; 0: off.
+    pub keepalive_ms: u64,
+    /// The LAN shortcut: offer and try interface addresses behind one NAT.
+    pub lan: bool,
+}
+
+impl Default for ConnSection {
+    fn default() -> Self {
+        let d = ConnConfig::default();
+        Self {
+            max_listeners: d.max_listeners,
+            max_connecting: d.max_connecting,
+            max_answered: d.max_answered,
+            max_awaiting: d.max_awaiting,
+            max_handshakes_per_ip: d.max_handshakes_per_ip,
+            max_connections: d.max_connections,
+            max_connections_per_ip: d.max_connections_per_ip,
+            connect_timeout_ms: millis(d.connect_timeout),
+            first_packet_timeout_ms: millis(d.first_packet_timeout),
+            keepalive_ms: d.keepalive.map_or(0, millis),
+            lan: d.lan,
         }
     }
 }
@@ -387,6 +438,11 @@ impl Settings {
             tern::MAX_DATAGRAM_LEN
         );
         anyhow::ensure!(self.rpc.request_timeout_ms > 0, "rpc.request_timeout_ms must be > 0");
+        anyhow::ensure!(self.conn.connect_timeout_ms > 0, "conn.connect_timeout_ms must be > 0");
+        anyhow::ensure!(
+            self.conn.first_packet_timeout_ms > 0,
+            "conn.first_packet_timeout_ms must be > 0"
+        );
         anyhow::ensure!(
             self.node.snapshot_interval_ms > 0,
             "node.snapshot_interval_ms must be > 0"
@@ -428,6 +484,24 @@ impl Settings {
         }
     }
 
+    /// The connection limits.
+    pub fn conn_limits(&self) -> ConnConfig {
+        let c = &self.conn;
+        ConnConfig {
+            max_listeners: c.max_listeners,
+            max_connecting: c.max_connecting,
+            max_answered: c.max_answered,
+            max_awaiting: c.max_awaiting,
+            max_handshakes_per_ip: c.max_handshakes_per_ip,
+            max_connections: c.max_connections,
+            max_connections_per_ip: c.max_connections_per_ip,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            first_packet_timeout: Duration::from_millis(c.first_packet_timeout_ms),
+            keepalive: (c.keepalive_ms > 0).then(|| Duration::from_millis(c.keepalive_ms)),
+            lan: c.lan,
+        }
+    }
+
     /// The configuration of the `i`-th node.
     pub fn node_config(&self, i: u16) -> NodeConfig {
         let n = &self.node;
@@ -448,7 +522,14 @@ impl Settings {
             ..self.rpc_limits()
         };
         let port = if n.port == 0 { 0 } else { n.port.saturating_add(i) };
-        NodeConfig { rpc, store: self.store_limits(), host: n.host, port, ..NodeConfig::default() }
+        NodeConfig {
+            rpc,
+            store: self.store_limits(),
+            conn: self.conn_limits(),
+            host: n.host,
+            port,
+            ..NodeConfig::default()
+        }
     }
 
     /// An `RpcConfig` carrying the `[rpc]` timers and limits (everything else default).
@@ -505,5 +586,23 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conn_section_is_conn_config_and_reaches_every_node() {
+        // The defaults are the library's, field for field.
+        let d = Settings::default();
+        assert_eq!(format!("{:?}", d.conn_limits()), format!("{:?}", ConnConfig::default()));
+        let mut s = d.clone();
+        s.conn.max_connections_per_ip = 16;
+        s.conn.keepalive_ms = 0;
+        let c = s.node_config(0).conn;
+        assert_eq!(c.max_connections_per_ip, 16);
+        assert_eq!(c.keepalive, None, "0 turns the heartbeat off");
     }
 }

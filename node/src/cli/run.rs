@@ -79,8 +79,14 @@ pub fn bootstrap(
         state.prepare()?;
         state.load_into(0, &mut rpc);
     }
-    let config =
-        NodeConfig { rpc, store: settings.store_limits(), host, port, ..NodeConfig::default() };
+    let config = NodeConfig {
+        rpc,
+        store: settings.store_limits(),
+        conn: settings.conn_limits(),
+        host,
+        port,
+        ..NodeConfig::default()
+    };
     let dht = Dht::start_sharded(config, settings.node.cores, settings.io()?)
         .context("starting the bootstrap node")?;
     dht.ready().wait()?;
