@@ -155,6 +155,7 @@ fn health_metrics_and_json_logs() {
         "tern_udx_loss_events_total",
         "tern_udx_flow_control_total",
         "tern_udx_held_bytes",
+        "tern_udx_unread_bytes",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing:\n{metrics}");
     }

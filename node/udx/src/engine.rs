@@ -95,7 +95,18 @@ pub struct Udx {
     /// Out-of-order bytes all streams hold (each stream's `held_cost`), against
     /// `UdxConfig::max_held_total`.
     held_total: usize,
+    /// In-order bytes the streams buffer for their readers, as last counted (the sum of
+    /// each stream's `unread_seen`), against `UdxConfig::max_unread_total`. Readers
+    /// consume on other threads, so a stream's share is recounted whenever the engine
+    /// works on it, and all of them when the budget looks spent (`recount_unread`).
+    unread_total: usize,
+    /// When `unread_total` was last recounted over every stream.
+    unread_counted_at: u64,
 }
+
+/// How stale the in-order total may be before a squeezed stream recounts every stream's
+/// share (readers drain on their own threads; the engine only sees it when it looks).
+const UNREAD_RECOUNT_NS: u64 = 50_000_000;
 
 /// One stream's counters, as summed into [`UdxTotals`].
 fn counters(s: &Stream) -> UdxTotals {
@@ -108,8 +119,9 @@ fn counters(s: &Stream) -> UdxTotals {
         fast_recoveries: s.send.fast_recoveries,
         zero_window_probes: s.zero_window_probes,
         packets_refused: s.packets_refused,
-        // A gauge, not a counter: `Udx::totals` sets it from the engine's own sum.
+        // Gauges, not counters: `Udx::totals` sets them from the engine's own sums.
         held_bytes: 0,
+        unread_bytes: 0,
     }
 }
 
@@ -130,6 +142,8 @@ impl Udx {
             last_now: 0,
             closed_totals: UdxTotals::default(),
             held_total: 0,
+            unread_total: 0,
+            unread_counted_at: 0,
         }
     }
 
@@ -310,17 +324,52 @@ impl Udx {
         tx: &mut TxQueue,
         f: impl FnOnce(&mut Stream, u64, &mut TxQueue, &mut Events) -> Option<CloseReason>,
     ) {
+        self.grant_unread(id);
         let Some(s) = self.streams.get_mut(&id) else { return };
         let held_before = s.recv.held_cost();
         let closing = f(s, now, tx, &mut self.events);
         // Out-of-order bytes change only here (packets in, gaps filled); `close` then
         // returns whatever the stream still held.
         self.held_total = self.held_total - held_before + s.recv.held_cost();
+        let unread = s.recv.in_order();
+        self.unread_total = self.unread_total - s.unread_seen + unread;
+        s.unread_seen = unread;
         if let Some(reason) = closing {
             self.close(id, reason);
             return;
         }
         self.reschedule(id);
+    }
+
+    /// Counts stream `id`'s in-order bytes afresh and grants it the receive room the
+    /// in-order budget leaves: what the other streams do not use, and never less than
+    /// `min_recv_window`. When the others seem to use it all, every stream is recounted
+    /// first (at most every `UNREAD_RECOUNT_NS`): their readers may have drained since.
+    fn grant_unread(&mut self, id: u32) {
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        let unread = s.recv.in_order();
+        self.unread_total = self.unread_total - s.unread_seen + unread;
+        s.unread_seen = unread;
+        let budget = self.cfg.max_unread_total;
+        if (self.unread_total - unread).saturating_add(self.cfg.recv_buffer) > budget
+            && self.last_now.saturating_sub(self.unread_counted_at) >= UNREAD_RECOUNT_NS
+        {
+            self.recount_unread();
+        }
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        let others = self.unread_total - s.unread_seen;
+        s.recv.set_limit(budget.saturating_sub(others).max(self.cfg.min_recv_window));
+    }
+
+    /// Recounts every stream's in-order bytes (a walk over the live streams).
+    fn recount_unread(&mut self) {
+        let mut total = 0;
+        for s in self.streams.values_mut() {
+            s.unread_seen = s.recv.in_order();
+            total += s.unread_seen;
+        }
+        self.unread_total = total;
+        self.unread_counted_at = self.last_now;
     }
 
     fn reschedule(&mut self, id: u32) {
@@ -362,6 +411,7 @@ impl Udx {
     fn close(&mut self, id: u32, reason: CloseReason) {
         let Some(s) = self.streams.remove(&id) else { return };
         self.held_total -= s.recv.held_cost();
+        self.unread_total -= s.unread_seen;
         self.closed_totals.accumulate(&counters(&s));
         if reason == CloseReason::Clean
             && let Some(remote) = s.remote
@@ -434,6 +484,9 @@ impl Udx {
     pub fn read(&mut self, id: u32, buf: &mut [u8]) -> Result<usize, UdxError> {
         let s = self.streams.get_mut(&id).ok_or(UdxError::UnknownStream(id))?;
         let n = s.read(buf);
+        let unread = s.recv.in_order();
+        self.unread_total = self.unread_total - s.unread_seen + unread;
+        s.unread_seen = unread;
         let closed = s.check_end(&mut self.events);
         if let Some(r) = closed {
             self.close(id, r);
@@ -667,7 +720,14 @@ impl Udx {
             t.accumulate(&counters(s));
         }
         t.held_bytes = self.held_total as u64;
+        t.unread_bytes = self.unread_total as u64;
         t
+    }
+
+    /// In-order bytes the streams buffer for their readers, as the engine last counted
+    /// them (see `UdxConfig::max_unread_total`).
+    pub fn unread_bytes(&self) -> usize {
+        self.unread_total
     }
 
     /// True if a stream with this id is in the table.

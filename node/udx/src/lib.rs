@@ -47,6 +47,16 @@ pub struct UdxConfig {
     /// bytes are the one thing peers can park that no reader can consume: without this
     /// bound `max_streams` peers could each hold a whole `recv_buffer` of them.
     pub max_held_total: usize,
+    /// In-order bytes not yet consumed by their readers, across all streams of the
+    /// engine (what the streams and their sinks buffer). Each stream may always buffer
+    /// `min_recv_window`; beyond that only what the others leave of this budget, so
+    /// readers that stop reading cannot each park a whole `recv_buffer` (the engine's
+    /// tcp_mem). Under the budget nothing changes; past it the squeezed streams
+    /// advertise smaller windows and refuse data beyond them, as for a full buffer.
+    pub max_unread_total: usize,
+    /// The receive room every stream keeps whatever the others buffer (at most
+    /// `recv_buffer`), so that no stream starves.
+    pub min_recv_window: usize,
     /// The MTU every stream starts with (IP packet size; libudx: 1200).
     pub base_mtu: u16,
     /// The largest MTU probing may reach (libudx: 1500).
@@ -60,6 +70,8 @@ impl Default for UdxConfig {
             send_buffer: 4 << 20,
             recv_buffer: 4 << 20,
             max_held_total: 256 << 20,
+            max_unread_total: 512 << 20,
+            min_recv_window: 128 << 10,
             base_mtu: 1200,
             max_mtu: 1500,
         }
@@ -237,6 +249,9 @@ pub struct UdxTotals {
     /// Out-of-order bytes the live streams hold now, with their bookkeeping charge (a
     /// gauge, against `UdxConfig::max_held_total`; closed streams add nothing).
     pub held_bytes: u64,
+    /// In-order bytes the live streams buffer for their readers now, as the engine last
+    /// counted them (a gauge, against `UdxConfig::max_unread_total`).
+    pub unread_bytes: u64,
 }
 
 impl UdxTotals {
@@ -252,6 +267,7 @@ impl UdxTotals {
             zero_window_probes,
             packets_refused,
             held_bytes,
+            unread_bytes,
         } = other;
         self.bytes_sent += bytes_sent;
         self.bytes_received += bytes_received;
@@ -262,5 +278,6 @@ impl UdxTotals {
         self.zero_window_probes += zero_window_probes;
         self.packets_refused += packets_refused;
         self.held_bytes += held_bytes;
+        self.unread_bytes += unread_bytes;
     }
 }

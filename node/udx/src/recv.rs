@@ -82,6 +82,9 @@ pub(crate) struct Recv {
     /// Payload bytes delivered in order.
     pub bytes_received: u64,
     cap: usize,
+    /// The room the engine grants now: `cap`, or less while the engine's in-order budget
+    /// is spent by other streams (`UdxConfig::max_unread_total`).
+    limit: usize,
     sink: Option<Box<dyn RecvSink>>,
     /// The sink took bytes since the last `take_sunk`.
     sunk: bool,
@@ -98,6 +101,7 @@ impl Recv {
             remote_end: None,
             bytes_received: 0,
             cap,
+            limit: cap,
             sink: None,
             sunk: false,
         }
@@ -120,12 +124,17 @@ impl Recv {
         }
     }
 
+    /// Sets the room the engine grants this stream now (at most the buffer size).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(self.cap);
+    }
+
     fn used(&self) -> usize {
         self.in_order() + self.held_cost
     }
 
     /// In-order bytes not yet consumed: ours and the sink's.
-    fn in_order(&self) -> usize {
+    pub(crate) fn in_order(&self) -> usize {
         self.buf.len() + self.sink.as_ref().map_or(0, |s| s.buffered())
     }
 
@@ -136,8 +145,8 @@ impl Recv {
     /// (a second at least) recovers it. A closed window instead makes the sender wait
     /// for our window update, which a read that frees a quarter of the buffer sends.
     pub(crate) fn rwnd(&self) -> u32 {
-        let free = self.cap.saturating_sub(self.used());
-        let least = (MAX_PACKET_PAYLOAD + OOO_ENTRY_COST).min(self.cap / 2);
+        let free = self.limit.saturating_sub(self.used());
+        let least = (MAX_PACKET_PAYLOAD + OOO_ENTRY_COST).min(self.limit / 2);
         if free < least {
             return 0;
         }
@@ -184,7 +193,7 @@ impl Recv {
             // only needs room in the readable part; what it releases from `held` was
             // already counted, which bounds `used()` by twice the cap.
             let used = if self.held.is_empty() { self.used() } else { self.in_order() };
-            if used + data.len() > self.cap {
+            if used + data.len() > self.limit {
                 return Accept::Dropped;
             }
             self.deliver(flags, data);
@@ -199,7 +208,7 @@ impl Recv {
             return Accept::Duplicate;
         }
         let cost = data.len() + OOO_ENTRY_COST;
-        if self.used() + cost > self.cap || cost > held_room {
+        if self.used() + cost > self.limit || cost > held_room {
             return Accept::Dropped;
         }
         self.held_cost += cost;
@@ -383,6 +392,21 @@ mod tests {
         fn buffered(&self) -> usize {
             self.got.lock().unwrap().len()
         }
+    }
+
+    #[test]
+    fn the_engines_limit_shrinks_the_window_and_the_room() {
+        let mut r = Recv::new(100_000);
+        r.set_limit(10_000);
+        assert_eq!(r.rwnd(), 10_000, "the window is the granted room, not the buffer");
+        assert_eq!(r.accept(0, UDX_DATA, &[0; 8_000], usize::MAX), Accept::Advanced);
+        assert_eq!(r.rwnd(), 2_000);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 3_000], usize::MAX), Accept::Dropped);
+        assert_eq!(r.accept(2, UDX_DATA, &[0; 3_000], usize::MAX), Accept::Dropped);
+        // Room granted again (the budget freed up): up to the buffer, never past it.
+        r.set_limit(usize::MAX);
+        assert_eq!(r.rwnd(), 92_000);
+        assert_eq!(r.accept(1, UDX_DATA, &[0; 3_000], usize::MAX), Accept::Advanced);
     }
 
     #[test]

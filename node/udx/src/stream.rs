@@ -59,6 +59,8 @@ pub(crate) struct Stream {
     pub zero_window_probes: u64,
     /// DATA/END packets refused (no room, or too far ahead).
     pub packets_refused: u64,
+    /// `recv.in_order()` when the engine last counted it into its in-order total.
+    pub unread_seen: usize,
 }
 
 impl Stream {
@@ -84,6 +86,7 @@ impl Stream {
             in_pending: false,
             zero_window_probes: 0,
             packets_refused: 0,
+            unread_seen: 0,
         }
     }
 

@@ -14,6 +14,8 @@ const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9);
 /// Out-of-order bytes the three streams may hold between them (each alone may hold its
 /// whole receive buffer).
 const HELD_BUDGET: usize = 24 * 1024;
+/// In-order budget, below what the 3 streams could buffer (64 KiB each).
+const UNREAD_BUDGET: usize = 40 * 1024;
 
 fn header(t: u8, off: u8, id: u32, rwnd: u32, seq: u32, ack: u32, body: &[u8]) -> Vec<u8> {
     let mut d = vec![0xff, 0x01, t, off];
@@ -29,6 +31,8 @@ fn engine(recv_buffer: usize) -> (Udx, TxQueue) {
         recv_buffer,
         send_buffer: 64 * 1024,
         max_held_total: HELD_BUDGET,
+        max_unread_total: UNREAD_BUDGET,
+        min_recv_window: 4 * 1024,
         ..UdxConfig::default()
     };
     let mut u = Udx::new(cfg);
@@ -82,6 +86,8 @@ proptest! {
             prop_assert!(u.handle_datagram(now, SocketId::SERVER, PEER, &d, &mut tx) || !u.contains(id));
             prop_assert!(tx.len() <= 32);
             prop_assert!(u.held_bytes() <= HELD_BUDGET);
+            // In-order bytes: the budget, plus at most each stream's floor past it.
+            prop_assert!(u.unread_bytes() <= UNREAD_BUDGET + 3 * 4 * 1024);
             tx.clear();
             if u.poll_timeout() <= now {
                 u.handle_timeout(now, &mut tx);
@@ -111,5 +117,6 @@ proptest! {
             tx.clear();
         }
         prop_assert_eq!(u.held_bytes(), 0);
+        prop_assert_eq!(u.unread_bytes(), 0);
     }
 }

@@ -151,6 +151,11 @@ pub fn render(observed: &Observed) -> String {
         "counter",
         "UDX flow control, by kind: zero_window_probe (the peer's window was closed), refused (DATA packets we had no room for).",
     );
+    let mut udx_unread = Family::new(
+        "tern_udx_unread_bytes",
+        "gauge",
+        "In-order UDX bytes waiting for their readers across live streams, against the engine's max_unread_total (past it, streams beyond min_recv_window get smaller windows).",
+    );
     let mut udx_held = Family::new(
         "tern_udx_held_bytes",
         "gauge",
@@ -293,6 +298,7 @@ pub fn render(observed: &Observed) -> String {
         udx_flow.add(format!("{l},kind=\"zero_window_probe\""), u.zero_window_probes);
         udx_flow.add(format!("{l},kind=\"refused\""), u.packets_refused);
         udx_held.add(l.clone(), u.held_bytes);
+        udx_unread.add(l.clone(), u.unread_bytes);
         for (reason, v) in [
             ("too_short", r.too_short),
             ("port_zero", r.port_zero),
@@ -379,6 +385,7 @@ pub fn render(observed: &Observed) -> String {
         &udx_loss,
         &udx_flow,
         &udx_held,
+        &udx_unread,
         &shard_requests,
         &shard_cpu,
         &shard_queue,
