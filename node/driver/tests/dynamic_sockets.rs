@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::Duration;
 
 use common::{Client, LO, eventually};
@@ -20,6 +20,15 @@ use tern_driver::{DriverBuilder, IoMode, MAX_RUNTIME_SOCKETS};
 use tern_udp::{SocketOptions, UdpSocket};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The scenarios run one at a time: each binds many sockets at OS-chosen ports (the cap
+/// scenario 264 per backend), and one of those can land on a port another scenario has
+/// just closed and is about to rebind to prove it free (seen once in CI: AddrInUse).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 #[derive(Debug)]
 enum Ev {
@@ -104,6 +113,7 @@ fn got(events: &mpsc::Receiver<Ev>) -> (SocketId, SocketAddrV4, Vec<u8>) {
 }
 
 fn open_route_send_and_close(io: IoMode) {
+    let _serial = serial();
     let driver = DriverBuilder::new().io(io).start::<Dyn>().unwrap();
     let (tx, events) = mpsc::channel();
     let handle = driver.spawn_endpoint(Dyn { ops: VecDeque::new(), events: tx }).unwrap();
@@ -172,6 +182,7 @@ fn open_route_send_and_close(io: IoMode) {
 }
 
 fn cap_and_failures_are_reported(io: IoMode) {
+    let _serial = serial();
     let driver = DriverBuilder::new().io(io).start::<Dyn>().unwrap();
     let (tx, events) = mpsc::channel();
     let handle = driver.spawn_endpoint(Dyn { ops: VecDeque::new(), events: tx }).unwrap();
