@@ -108,6 +108,14 @@ pub struct Udx {
 /// share (readers drain on their own threads; the engine only sees it when it looks).
 const UNREAD_RECOUNT_NS: u64 = 50_000_000;
 
+/// Brings stream `s`'s share of the engine's in-order total up to date (its reader may
+/// have consumed, or new bytes arrived, since it was last counted).
+fn note_unread(total: &mut usize, s: &mut Stream) {
+    let unread = s.recv.in_order();
+    *total = *total - s.unread_seen + unread;
+    s.unread_seen = unread;
+}
+
 /// One stream's counters, as summed into [`UdxTotals`].
 fn counters(s: &Stream) -> UdxTotals {
     UdxTotals {
@@ -331,9 +339,7 @@ impl Udx {
         // Out-of-order bytes change only here (packets in, gaps filled); `close` then
         // returns whatever the stream still held.
         self.held_total = self.held_total - held_before + s.recv.held_cost();
-        let unread = s.recv.in_order();
-        self.unread_total = self.unread_total - s.unread_seen + unread;
-        s.unread_seen = unread;
+        note_unread(&mut self.unread_total, s);
         if let Some(reason) = closing {
             self.close(id, reason);
             return;
@@ -347,11 +353,9 @@ impl Udx {
     /// first (at most every `UNREAD_RECOUNT_NS`): their readers may have drained since.
     fn grant_unread(&mut self, id: u32) {
         let Some(s) = self.streams.get_mut(&id) else { return };
-        let unread = s.recv.in_order();
-        self.unread_total = self.unread_total - s.unread_seen + unread;
-        s.unread_seen = unread;
+        note_unread(&mut self.unread_total, s);
         let budget = self.cfg.max_unread_total;
-        if (self.unread_total - unread).saturating_add(self.cfg.recv_buffer) > budget
+        if (self.unread_total - s.unread_seen).saturating_add(self.cfg.recv_buffer) > budget
             && self.last_now.saturating_sub(self.unread_counted_at) >= UNREAD_RECOUNT_NS
         {
             self.recount_unread();
@@ -484,9 +488,7 @@ impl Udx {
     pub fn read(&mut self, id: u32, buf: &mut [u8]) -> Result<usize, UdxError> {
         let s = self.streams.get_mut(&id).ok_or(UdxError::UnknownStream(id))?;
         let n = s.read(buf);
-        let unread = s.recv.in_order();
-        self.unread_total = self.unread_total - s.unread_seen + unread;
-        s.unread_seen = unread;
+        note_unread(&mut self.unread_total, s);
         let closed = s.check_end(&mut self.events);
         if let Some(r) = closed {
             self.close(id, r);
