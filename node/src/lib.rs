@@ -42,7 +42,7 @@ pub use tern_base::NodeId;
 pub use tern_core::ConnectError;
 pub use tern_core::conn::ConnConfig;
 pub use tern_core::conn::RemoteView;
-pub use tern_core::udx::UdxTotals;
+pub use tern_core::udx::{UdxConfig, UdxTotals};
 pub use tern_core::{NodeConfig, NodeStats};
 pub use tern_crypto::{KeyPair, PublicKey};
 pub use tern_dht::{MutableValue, OpError, PeerInfo};

@@ -62,6 +62,8 @@ max_per_topic = 64
 [conn]
 max_connections_per_ip = 16
 keepalive_ms = 0
+[udx]
+max_unread_total = 67108864
 "#;
 
 #[test]
@@ -89,6 +91,8 @@ fn precedence_flags_over_env_over_file_over_defaults() {
     // Keys the file leaves out keep their defaults.
     assert_eq!(get(&from_file, "store.topics.max_records").as_integer(), Some(65536));
     assert_eq!(get(&from_file, "conn.max_connections").as_integer(), Some(32768));
+    assert_eq!(get(&from_file, "udx.max_unread_total").as_integer(), Some(64 << 20));
+    assert_eq!(get(&from_file, "udx.recv_buffer").as_integer(), Some(4 << 20));
 
     let env = [("TERN_CONFIG", file), ("TERN_PORT", "27302"), ("TERN_IO", "uring")];
     let from_env = print(&[], &env);
@@ -131,6 +135,8 @@ fn unknown_keys_and_bad_values_are_refused() {
         ("value.toml", "[store]\nmax_value_bytes = 16384\n"),
         ("conn.toml", "[conn]\nmax_connectons = 1\n"),
         ("timeout.toml", "[conn]\nconnect_timeout_ms = 0\n"),
+        ("buffer.toml", "[udx]\nrecv_buffer = 100\n"),
+        ("mtu.toml", "[udx]\nmax_mtu = 9000\n"),
     ] {
         let file = write_file(name, text);
         let mut cmd = Command::new(TERN);

@@ -6,8 +6,9 @@
 //!
 //! Every limit of a node is a key of the file: `[rpc]` maps onto `RpcConfig`,
 //! `[store]` onto `StoreLimits`, `[conn]` onto `ConnConfig` (encrypted connections:
-//! what `tern listen` accepts and `tern connect` starts), `[node]` onto the driver and
-//! process options. The
+//! what `tern listen` accepts and `tern connect` starts), `[udx]` onto the limits of
+//! `UdxConfig` (the streams under them), `[node]` onto the driver and process options.
+//! The
 //! limits are file-only; the options an operator changes per host (addresses, ports,
 //! bootstrap list, io backend, cores, admin, logging) also have flags and variables.
 //! `tern config print` prints the result as TOML.
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tern::{ConnConfig, IoMode, NodeConfig, RpcConfig};
+use tern::{ConnConfig, IoMode, NodeConfig, RpcConfig, UdxConfig};
 use tern_dht::StoreLimits;
 use tern_dht::cache::CacheLimits;
 use tern_dht::topics::TopicLimits;
@@ -40,6 +41,8 @@ pub struct Settings {
     pub store: StoreSection,
     /// Encrypted-connection limits and timers (`ConnConfig`).
     pub conn: ConnSection,
+    /// UDX stream limits (`UdxConfig`).
+    pub udx: UdxSection,
 }
 
 /// `[node]`: where and how the nodes run.
@@ -219,6 +222,38 @@ impl Default for ConnSection {
             first_packet_timeout_ms: millis(d.first_packet_timeout),
             keepalive_ms: d.keepalive.map_or(0, millis),
             lan: d.lan,
+        }
+    }
+}
+
+/// `[udx]`: the limits of `UdxConfig` (its MTU bounds are the protocol's, not settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdxSection {
+    /// Streams in the table at once (connections in both directions).
+    pub max_streams: usize,
+    /// Bytes written but not yet acknowledged, per stream.
+    pub send_buffer: usize,
+    /// Receive buffer and largest advertised window, per stream.
+    pub recv_buffer: usize,
+    /// Out-of-order bytes held across all streams.
+    pub max_held_total: usize,
+    /// In-order bytes waiting for their readers across all streams.
+    pub max_unread_total: usize,
+    /// Receive room every stream keeps whatever the others buffer.
+    pub min_recv_window: usize,
+}
+
+impl Default for UdxSection {
+    fn default() -> Self {
+        let d = UdxConfig::default();
+        Self {
+            max_streams: d.max_streams,
+            send_buffer: d.send_buffer,
+            recv_buffer: d.recv_buffer,
+            max_held_total: d.max_held_total,
+            max_unread_total: d.max_unread_total,
+            min_recv_window: d.min_recv_window,
         }
     }
 }
@@ -439,6 +474,13 @@ impl Settings {
         );
         anyhow::ensure!(self.rpc.request_timeout_ms > 0, "rpc.request_timeout_ms must be > 0");
         anyhow::ensure!(self.conn.connect_timeout_ms > 0, "conn.connect_timeout_ms must be > 0");
+        // A buffer smaller than one packet's payload stalls every stream.
+        for (key, v) in
+            [("udx.send_buffer", self.udx.send_buffer), ("udx.recv_buffer", self.udx.recv_buffer)]
+        {
+            anyhow::ensure!(v >= 1500, "{key} = {v} is smaller than one packet (1500 bytes)");
+        }
+        anyhow::ensure!(self.udx.max_streams > 0, "udx.max_streams must be > 0");
         anyhow::ensure!(
             self.conn.first_packet_timeout_ms > 0,
             "conn.first_packet_timeout_ms must be > 0"
@@ -502,6 +544,20 @@ impl Settings {
         }
     }
 
+    /// The UDX limits (the protocol's MTU bounds unchanged).
+    pub fn udx_limits(&self) -> UdxConfig {
+        let u = &self.udx;
+        UdxConfig {
+            max_streams: u.max_streams,
+            send_buffer: u.send_buffer,
+            recv_buffer: u.recv_buffer,
+            max_held_total: u.max_held_total,
+            max_unread_total: u.max_unread_total,
+            min_recv_window: u.min_recv_window,
+            ..UdxConfig::default()
+        }
+    }
+
     /// The configuration of the `i`-th node.
     pub fn node_config(&self, i: u16) -> NodeConfig {
         let n = &self.node;
@@ -526,6 +582,7 @@ impl Settings {
             rpc,
             store: self.store_limits(),
             conn: self.conn_limits(),
+            udx: self.udx_limits(),
             host: n.host,
             port,
             ..NodeConfig::default()
@@ -604,5 +661,16 @@ mod tests {
         let c = s.node_config(0).conn;
         assert_eq!(c.max_connections_per_ip, 16);
         assert_eq!(c.keepalive, None, "0 turns the heartbeat off");
+    }
+
+    #[test]
+    fn the_udx_section_is_udx_config_and_reaches_every_node() {
+        let d = Settings::default();
+        assert_eq!(d.udx_limits(), UdxConfig::default());
+        let mut s = d.clone();
+        s.udx.max_unread_total = 64 << 20;
+        let u = s.node_config(0).udx;
+        assert_eq!(u.max_unread_total, 64 << 20);
+        assert_eq!((u.base_mtu, u.max_mtu), (1200, 1500), "the protocol's MTU bounds");
     }
 }

@@ -83,6 +83,7 @@ pub fn bootstrap(
         rpc,
         store: settings.store_limits(),
         conn: settings.conn_limits(),
+        udx: settings.udx_limits(),
         host,
         port,
         ..NodeConfig::default()
